@@ -1,0 +1,72 @@
+"""Prometheus metrics of the contract (section 5). Labels take bounded values only."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, start_http_server
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.registry = registry
+        self.events = Counter(
+            "parcelwatch_events_total", "Input records by topic and outcome.",
+            ["topic", "outcome"], registry=registry)
+        self.alerts = Counter(
+            "parcelwatch_alerts_total", "Alerts emitted by type and status.",
+            ["type", "status"], registry=registry)
+        self.notifications = Counter(
+            "parcelwatch_notifications_total", "Merchant notifications by outcome.",
+            ["outcome"], registry=registry)
+        self.tracked = Gauge(
+            "parcelwatch_parcels_tracked", "Parcels with state held.", registry=registry)
+        self.stalled = Gauge(
+            "parcelwatch_parcels_stalled", "Parcels with a firing NO_MOVEMENT alert.",
+            registry=registry)
+        self.watermark = Gauge(
+            "parcelwatch_watermark_timestamp_seconds", "Event-time watermark of the job.",
+            registry=registry)
+        self.watermark_lag = Gauge(
+            "parcelwatch_watermark_lag_seconds", "Wall clock minus the event-time watermark.",
+            registry=registry)
+        self._shards: dict[str, tuple[int, int, int | None]] = {}
+        self._lock = threading.Lock()
+        self.tracked.set_function(lambda: self._sum(0))
+        self.stalled.set_function(lambda: self._sum(1))
+        self.watermark.set_function(self._watermark_seconds)
+        self.watermark_lag.set_function(self._lag_seconds)
+
+    def report_shard(self, shard: str, tracked: int, stalled: int, watermark: int | None) -> None:
+        with self._lock:
+            self._shards[shard] = (tracked, stalled, watermark)
+
+    def _sum(self, field: int) -> float:
+        with self._lock:
+            return float(sum(values[field] for values in self._shards.values()))
+
+    def _watermark_seconds(self) -> float:
+        with self._lock:
+            marks = [v[2] for v in self._shards.values() if v[2] is not None]
+        return min(marks) / 1000 if marks else 0.0
+
+    def _lag_seconds(self) -> float:
+        mark = self._watermark_seconds()
+        return max(0.0, time.time() - mark) if mark else 0.0
+
+
+_metrics: Metrics | None = None
+
+
+def metrics() -> Metrics:
+    """The process-wide metrics (the default registry, served by `serve`)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def serve(host: str, port: int) -> None:
+    """Serve /metrics from a background thread."""
+    start_http_server(port, addr=host)

@@ -1,0 +1,103 @@
+"""Merchant notifications: one per FIRING alert and affected merchant, with actions to take.
+
+Texts come from `templates.toml` (zh-CN and en), so wording changes are data changes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from importlib.resources import files
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from alerts.records import Alert, stable_id
+
+
+class SuggestedAction(msgspec.Struct):
+    code: str
+    text: str
+
+
+class MerchantNotification(msgspec.Struct, kw_only=True):
+    notification_id: str
+    merchant_id: str
+    alert_id: str
+    type: str
+    waybill: str | None
+    order_id: str | None
+    locale: str
+    title: str
+    body: str
+    suggested_actions: list[SuggestedAction]
+    event_ts: int
+
+
+def load_templates() -> dict:
+    return tomllib.loads(files("alerts").joinpath("templates.toml").read_text(encoding="utf-8"))
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+class Notifier:
+    """Turns alerts into notifications in one locale and time zone."""
+
+    def __init__(self, locale: str = "zh-CN", zone: str = "Asia/Shanghai",
+                 coupon_amount: float = 5):
+        self.templates = load_templates()
+        self.locale = locale
+        self.zone = ZoneInfo(zone)
+        self.coupon_amount = coupon_amount
+
+    def for_alert(self, alert: Alert) -> list[MerchantNotification]:
+        template = self.templates.get(alert.type, {}).get(self.locale)
+        if alert.status != "FIRING" or not alert.merchant_id or template is None:
+            return []
+        fields = self._fields(alert)
+        actions = [
+            SuggestedAction(code, self.templates["actions"][code][self.locale].format_map(fields))
+            for code in template["actions"]
+        ]
+        return [MerchantNotification(
+            notification_id=stable_id(alert.alert_id, alert.merchant_id),
+            merchant_id=alert.merchant_id,
+            alert_id=alert.alert_id,
+            type=alert.type,
+            waybill=alert.waybill,
+            order_id=alert.order_id,
+            locale=self.locale,
+            title=template["title"].format_map(fields),
+            body=template["body"].format_map(fields),
+            suggested_actions=actions,
+            event_ts=alert.event_ts,
+        )]
+
+    def _fields(self, alert: Alert) -> _Blank:
+        details = alert.details
+        fields = _Blank({k: v for k, v in details.items() if v is not None})
+        fields.update(
+            waybill=alert.waybill or "-",
+            order_id=alert.order_id or "-",
+            carrier=alert.carrier or "-",
+            coupon_amount=f"{self.coupon_amount:g}",
+            place=self._place(details),
+        )
+        if "dwell_hours" in details:
+            fields["dwell_hours"] = f"{details['dwell_hours']:g}"
+        if details.get("last_scan_ts") is not None:
+            fields["last_scan_time"] = self.local_time(details["last_scan_ts"])
+        return fields
+
+    def _place(self, details: dict) -> str:
+        city, hub = details.get("last_city"), details.get("last_hub_id")
+        if city and hub:
+            return f"{city} ({hub})"
+        return city or hub or self.templates["places"]["unknown"][self.locale]
+
+    def local_time(self, ts_ms: int) -> str:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(self.zone).strftime(
+            "%Y-%m-%d %H:%M")

@@ -1,0 +1,34 @@
+"""Cities, hubs and carriers of the synthetic scenarios (coordinates WGS84)."""
+
+from __future__ import annotations
+
+CITIES: dict[str, tuple[float, float]] = {
+    "上海": (31.2304, 121.4737),
+    "北京": (39.9042, 116.4074),
+    "广州": (23.1291, 113.2644),
+    "深圳": (22.5431, 114.0579),
+    "杭州": (30.2741, 120.1551),
+    "成都": (30.5728, 104.0668),
+    "武汉": (30.5928, 114.3055),
+    "西安": (34.3416, 108.9398),
+    "南京": (32.0603, 118.7969),
+    "重庆": (29.5630, 106.5516),
+    "郑州": (34.7466, 113.6254),
+    "长沙": (28.2282, 112.9388),
+    "沈阳": (41.8057, 123.4315),
+    "昆明": (25.0389, 102.7183),
+    "厦门": (24.4798, 118.0894),
+    "青岛": (36.0671, 120.3826),
+}
+
+# Carrier code -> share of parcels.
+CARRIERS: dict[str, float] = {
+    "ZTO": 0.22, "YTO": 0.18, "YUNDA": 0.15, "STO": 0.12, "JT": 0.12, "SF": 0.1, "JD": 0.07,
+    "EMS": 0.04,
+}
+
+HUBS_PER_CITY = 3
+
+
+def hub_id(carrier: str, city_index: int, hub: int) -> str:
+    return f"{carrier}-{city_index:02d}{hub}"

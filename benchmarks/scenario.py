@@ -1,0 +1,284 @@
+"""Synthetic scan, dispute and weather streams with their ground truth.
+
+Parcels are generated in order of pickup time and their records released in order of
+arrival (event time plus a small random delay, so the stream is locally out of order by at
+most `disorder_minutes`). Only parcels still travelling are held in memory, so a scenario
+of any size streams. What the detectors must find is written as ground truth, computed
+from the generated scans themselves, independently of the detectors' code.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import msgspec
+
+from benchmarks.geography import CARRIERS, CITIES, HUBS_PER_CITY, hub_id
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+MINUTE = 60_000
+CITY_NAMES = list(CITIES)
+CARRIER_NAMES = list(CARRIERS)
+CARRIER_WEIGHTS = list(CARRIERS.values())
+encode = msgspec.json.encode
+
+
+@dataclass
+class ScenarioConfig:
+    parcels: int = 20_000
+    days: float = 30
+    seed: int = 7
+    start_ts: int = 1_793_462_400_000          # 2026-11-01 00:00 +08:00
+    no_movement_hours: float = 72              # the threshold the ground truth is cut at
+    allowed_lateness_minutes: float = 10
+    stall_rate: float = 0.03                   # parcels that stop moving at some point
+    resume_rate: float = 0.4                   # of those, the ones that move again later
+    exception_rate: float = 0.02
+    failed_delivery_rate: float = 0.03
+    return_rate: float = 0.01
+    duplicate_rate: float = 0.01
+    junk_rate: float = 0.002
+    dispute_rate: float = 0.01
+    disorder_minutes: float = 5
+    merchants: int = 500
+
+
+@dataclass
+class Truth:
+    """Expected detections and the counts of injected faults."""
+
+    alerts: list[dict] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+class Scenario:
+    def __init__(self, config: ScenarioConfig):
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.truth = Truth()
+        self._trailing: list[tuple[str, int]] = []   # (waybill, last non-terminal ts)
+        self._max_ts = 0
+        self._seq = 0
+        self._event_seq = 0
+        self.parcels_started = 0
+
+    # -- public --------------------------------------------------------------------------
+
+    def records(self) -> Iterator[tuple[str, str | None, bytes]]:
+        """(topic, key, value) in arrival order: scans, then-or-between disputes, weather."""
+        cfg = self.config
+        heap: list = []
+        span = cfg.days * DAY - 6 * DAY
+        for i in range(cfg.parcels):
+            created = cfg.start_ts + self._pickup_offset(i, span)
+            self.parcels_started = i + 1
+            while heap and heap[0][0] <= created:
+                yield from self._release(heapq.heappop(heap))
+            for item in self._parcel(i, created):
+                heapq.heappush(heap, item)
+        while heap:
+            yield from self._release(heapq.heappop(heap))
+        yield from self._weather()
+        self._finish_truth()
+
+    # -- generation ----------------------------------------------------------------------
+
+    def _pickup_offset(self, i: int, span: float) -> int:
+        """Even spread over the days, with a daily rhythm: most pickups 08:00-20:00 local."""
+        day = int(span * i / max(1, self.config.parcels) // DAY)
+        hour = self.rng.choice((8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 2))
+        return day * DAY + hour * HOUR + self.rng.randrange(HOUR) - 8 * HOUR
+
+    def _next(self, at: int, topic: str, key: str, record: dict) -> tuple:
+        self._seq += 1
+        arrival = at + self.rng.randrange(int(self.config.disorder_minutes * MINUTE) + 1)
+        return (arrival, self._seq, topic, key, encode(record))
+
+    def _release(self, item: tuple) -> Iterator[tuple[str, str | None, bytes]]:
+        _, _, topic, key, value = item
+        self.truth.counts[f"{topic}_records"] += 1
+        yield topic, key, value
+
+    def _event_id(self) -> str:
+        self._event_seq += 1
+        return f"ev-{self.config.seed}-{self._event_seq:09d}"
+
+    def _route(self) -> list[tuple[str, int]]:
+        rng = self.rng
+        origin, destination = rng.sample(range(len(CITY_NAMES)), 2)
+        stops = [origin]
+        if rng.random() < 0.6:
+            others = [c for c in range(len(CITY_NAMES)) if c not in (origin, destination)]
+            stops.append(rng.choice(others))
+        stops.append(destination)
+        return [(CITY_NAMES[c], c) for c in stops]
+
+    def _journey(self, created: int) -> list[tuple[str, int, int, dict]]:
+        """(scan_type, ts, city index, extra fields) of a normal trip, gaps well under 72 h."""
+        rng = self.rng
+        stops = self._route()
+        steps: list = []
+        ts = created
+        for n, (_, city) in enumerate(stops):
+            if n == 0:
+                steps.append(("PICKUP", ts, city, {}))
+            else:
+                ts += rng.randrange(6 * HOUR, 26 * HOUR)
+                steps.append(("ARRIVE", ts, city, {}))
+            if rng.random() < self.config.exception_rate:
+                ts += rng.randrange(HOUR, 8 * HOUR)
+                steps.append(("EXCEPTION", ts, city, {"exception_code": rng.choice(
+                    ["WEATHER", "ADDRESS", "OTHER", "DAMAGED"])}))
+            if n < len(stops) - 1:
+                ts += rng.randrange(HOUR, 8 * HOUR)
+                steps.append(("DEPART", ts, city, {}))
+        city = stops[-1][1]
+        ts += rng.randrange(4 * HOUR, 14 * HOUR)
+        steps.append(("OUT_FOR_DELIVERY", ts, city, {}))
+        if rng.random() < self.config.failed_delivery_rate:
+            ts += rng.randrange(2 * HOUR, 6 * HOUR)
+            steps.append(("DELIVERY_FAILED", ts, city, {}))
+            ts += rng.randrange(14 * HOUR, 26 * HOUR)
+            steps.append(("OUT_FOR_DELIVERY", ts, city, {}))
+        ts += rng.randrange(HOUR, 6 * HOUR)
+        if rng.random() < self.config.return_rate:
+            steps.append(("RETURNED", ts, city, {}))
+        else:
+            steps.append(("SIGNED", ts, city, self._signing()))
+        return steps
+
+    def _signing(self) -> dict:
+        rng = self.rng
+        signer = rng.choices(["RECIPIENT", "PROXY", "LOCKER", "STATION", "UNKNOWN"],
+                             [0.55, 0.12, 0.2, 0.1, 0.03])[0]
+        proof = rng.choices(["PHOTO", "PICKUP_CODE", "SIGNATURE", "NONE"], [0.4, 0.3, 0.2, 0.1])[0]
+        return {"signer": signer, "proof": proof}
+
+    def _stall(self, steps: list) -> list:
+        """Cut the trip after a random non-terminal step; maybe resume after a long silence."""
+        rng = self.rng
+        cut = rng.randrange(0, len(steps) - 1)
+        head, tail = steps[:cut + 1], steps[cut + 1:]
+        if rng.random() >= self.config.resume_rate:
+            return head
+        silence = rng.randrange(int((self.config.no_movement_hours + 4) * HOUR),
+                                int((self.config.no_movement_hours + 120) * HOUR))
+        shift = head[-1][1] + silence - tail[0][1]
+        return head + [(kind, ts + shift, city, extra) for kind, ts, city, extra in tail]
+
+    def _parcel(self, i: int, created: int) -> list[tuple]:
+        cfg, rng = self.config, self.rng
+        carrier = rng.choices(CARRIER_NAMES, CARRIER_WEIGHTS)[0]
+        waybill = f"{carrier}{cfg.seed:02d}{i:010d}"
+        steps = self._journey(created)
+        if rng.random() < cfg.stall_rate:
+            steps = self._stall(steps)
+        origin, destination = CITY_NAMES[steps[0][2]], None
+        dest_city = self._route_end(steps)
+        destination = CITY_NAMES[dest_city]
+        merchant = f"M{rng.randrange(cfg.merchants):05d}"
+        order = f"O{cfg.seed:02d}{i:010d}"
+        dest_lat, dest_lon = CITIES[destination]
+        items = []
+        for n, (kind, ts, city, extra) in enumerate(steps):
+            lat, lon = CITIES[CITY_NAMES[city]]
+            record = {
+                "event_id": self._event_id(), "waybill": waybill, "carrier": carrier,
+                "scan_type": kind, "ts": ts,
+                "hub_id": hub_id(carrier, city, i % HUBS_PER_CITY), "city": CITY_NAMES[city],
+                "lat": round(lat + rng.uniform(-0.05, 0.05), 5),
+                "lon": round(lon + rng.uniform(-0.05, 0.05), 5),
+            }
+            if n == 0:
+                record.update(origin=origin, destination=destination, merchant_id=merchant,
+                              order_id=order, dest_lat=dest_lat, dest_lon=dest_lon)
+            record.update(extra)
+            items.append(self._next(ts, "scans", waybill, record))
+            if rng.random() < cfg.duplicate_rate:
+                self.truth.counts["duplicates"] += 1
+                items.append(self._next(ts, "scans", waybill, record))
+            if rng.random() < cfg.junk_rate:
+                self.truth.counts["junk"] += 1
+                items.append(self._next(ts, "scans", waybill, self._junk(record)))
+            self._max_ts = max(self._max_ts, ts)
+        self._expect(waybill, steps)
+        if steps[-1][0] == "SIGNED" and rng.random() < cfg.dispute_rate:
+            items.append(self._dispute(waybill, merchant, order, steps[-1][1]))
+        return items
+
+    @staticmethod
+    def _route_end(steps: list) -> int:
+        arrivals = [city for kind, _, city, _ in steps if kind == "ARRIVE"]
+        return arrivals[-1] if arrivals else steps[0][2]
+
+    def _junk(self, record: dict):
+        kind = self.rng.randrange(4)
+        if kind == 0:
+            return msgspec.Raw(b"{not json")
+        broken = dict(record, event_id=self._event_id())
+        if kind == 1:
+            del broken["ts"]
+        elif kind == 2:
+            broken["scan_type"] = "TELEPORTED"
+        else:
+            broken["ts"] = "yesterday"
+        return broken
+
+    def _dispute(self, waybill: str, merchant: str, order: str, signed_ts: int) -> tuple:
+        rng = self.rng
+        ts = signed_ts + rng.randrange(HOUR, 10 * DAY)
+        phone = f"1{rng.choice('3589')}{rng.randrange(10**9):09d}"
+        record = {
+            "event_id": self._event_id(), "waybill": waybill, "ts": ts,
+            "kind": rng.choices(["NOT_RECEIVED", "DAMAGED", "OTHER"], [0.6, 0.3, 0.1])[0],
+            "order_id": order, "merchant_id": merchant,
+            "note": f"没收到货，请联系我 {phone}",
+        }
+        self._max_ts = max(self._max_ts, ts)
+        return self._next(ts, "disputes", waybill, record)
+
+    def _weather(self) -> Iterator[tuple[str, str | None, bytes]]:
+        cfg = self.config
+        lat, lon = CITIES["杭州"]
+        start = cfg.start_ts + int(cfg.days * DAY / 2)
+        record = {"event_id": f"wx-{cfg.seed}-1", "kind": "RAINSTORM", "lat": lat, "lon": lon,
+                  "radius_km": 60, "start_ts": start, "end_ts": start + DAY, "severity": 3}
+        self.truth.counts["weather_records"] += 1
+        yield "weather", None, encode(record)
+
+    # -- ground truth --------------------------------------------------------------------
+
+    def _expect(self, waybill: str, steps: list) -> None:
+        """Silences over the threshold between consecutive scans, and a trailing one."""
+        limit = int(self.config.no_movement_hours * HOUR)
+        for (kind, ts, _, _), (_, next_ts, _, _next_extra) in itertools.pairwise(steps):
+            if kind in ("SIGNED", "RETURNED"):
+                return
+            if next_ts > ts + limit:
+                self._alert(waybill, "FIRING", ts + limit)
+                self._alert(waybill, "RESOLVED", next_ts)
+        last_kind, last_ts = steps[-1][0], steps[-1][1]
+        if last_kind not in ("SIGNED", "RETURNED"):
+            self._trailing.append((waybill, last_ts))
+
+    def _alert(self, waybill: str, status: str, event_ts: int) -> None:
+        self.truth.alerts.append({"type": "NO_MOVEMENT", "status": status, "waybill": waybill,
+                                  "event_ts": event_ts})
+
+    def _finish_truth(self) -> None:
+        limit = int(self.config.no_movement_hours * HOUR)
+        watermark = self._max_ts - int(self.config.allowed_lateness_minutes * MINUTE)
+        for waybill, last_ts in self._trailing:
+            if last_ts + limit <= watermark:
+                self._alert(waybill, "FIRING", last_ts + limit)
+        self.truth.counts["final_watermark"] = watermark
+        self.truth.counts["parcels"] = self.config.parcels
+
+    def summary(self) -> dict:
+        return {"config": asdict(self.config), "counts": dict(self.truth.counts)}

@@ -1,0 +1,207 @@
+"""Kafka: client settings, the connection check, topics, and the flow's source and sink.
+
+The source is lean on purpose: one consumer per partition (`assign`, no consumer group; the
+offsets live in the flow's recovery state), batches of raw records, and partition EOF as the
+only signal that a partition is caught up (end offsets reported by some brokers are not exact).
+The sink flushes and checks every delivery before a batch counts as written, so the recovery
+epoch that contains it never commits outputs that were lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.records import OutputRecord, RawBatch
+
+log = logging.getLogger("parcelwatch.kafka")
+IDLE_POLL = timedelta(milliseconds=20)
+
+
+class BrokerUnreachable(RuntimeError):
+    """No Kafka broker answered in time."""
+
+
+def client_config(brokers: str, extra: dict | None = None) -> dict:
+    """librdkafka settings: the bootstrap servers plus whatever the config passes through."""
+    return {"bootstrap.servers": brokers, "logger": log, **(extra or {})}
+
+
+def check_connection(config: dict, timeout_s: float) -> dict[str, int]:
+    """Fail within `timeout_s` with a clear message when no broker answers.
+
+    Returns the topics the cluster has, with their partition counts.
+    """
+    admin = AdminClient({**config, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {config['bootstrap.servers']} within "
+            f"{timeout_s:g} s ({exc.args[0].str()})") from None
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()
+            if topic.error is None}
+
+
+def ensure_topics(config: dict, names: list[str], partitions: int, timeout_s: float) -> None:
+    """Create the topics that do not exist yet."""
+    existing = check_connection(config, timeout_s)
+    missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+    if not missing:
+        return
+    admin = AdminClient({**config, "log_level": 0})
+    for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"could not create topic {name}: {exc.args[0].str()}") from None
+
+
+class _PartitionReader(StatefulSourcePartition):
+    def __init__(self, config: dict, role: str, topic: str, partition: int, start: int,
+                 batch_size: int, exit_at_end: bool):
+        self.role, self.partition = role, partition
+        self.batch_size, self.exit_at_end = batch_size, exit_at_end
+        self.next_offset = start
+        self.finished = False
+        self.awake_at: datetime | None = None
+        self.consumer = Consumer({
+            **config,
+            "group.id": "parcelwatch-reader",   # required by librdkafka; nothing is committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.queue.backoff.ms": 10,
+            "auto.offset.reset": "earliest",
+        })
+        self.consumer.assign([TopicPartition(topic, partition, start)])
+
+    def next_batch(self) -> list[RawBatch]:
+        if self.finished:
+            raise StopIteration
+        messages = self.consumer.consume(self.batch_size, timeout=0)
+        records, caught_up = [], None
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append((message.offset(), message.key(), message.value()))
+                caught_up = False
+            elif error.code() == KafkaError._PARTITION_EOF:
+                caught_up = True
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                log.warning("kafka: %s", error.str())
+        if records:
+            self.next_offset = records[-1][0] + 1
+        if caught_up and self.exit_at_end:
+            self.finished = True
+        if caught_up is None:  # nothing new: let other partitions run
+            self.awake_at = datetime.now(UTC) + IDLE_POLL
+            return []
+        self.awake_at = None
+        return [RawBatch(self.role, self.partition, records, caught_up)]
+
+    def next_awake(self) -> datetime | None:
+        return self.awake_at
+
+    def snapshot(self) -> int:
+        return self.next_offset
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class KafkaInputs(FixedPartitionedSource):
+    """Every partition of the input topics; `roles` maps contract names to topic names."""
+
+    def __init__(self, config: dict, roles: dict[str, str], partitions: dict[str, int],
+                 from_beginning: bool, exit_at_end: bool, batch_size: int):
+        self.config, self.roles, self.partitions = config, roles, partitions
+        self.from_beginning, self.exit_at_end = from_beginning, exit_at_end
+        self.batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        return [f"{role}/{p}" for role, count in self.partitions.items() for p in range(count)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None):
+        role, partition = for_part.rsplit("/", 1)
+        if resume_state is not None:
+            start = resume_state
+        else:
+            start = OFFSET_BEGINNING if self.from_beginning else OFFSET_END
+        return _PartitionReader(self.config, role, self.roles[role], int(partition), start,
+                                self.batch_size, self.exit_at_end)
+
+
+class _ProducerPartition(StatelessSinkPartition):
+    def __init__(self, config: dict, topics: dict[str, str]):
+        self.topics = topics
+        self.producer = Producer({**config, "linger.ms": 5, "enable.idempotence": False})
+        self.failures: list[str] = []
+
+    def _delivered(self, error, message) -> None:
+        if error is not None:
+            self.failures.append(f"{message.topic()}: {error.str()}")
+
+    def write_batch(self, items: list[OutputRecord]) -> None:
+        produce = self.producer.produce
+        for topic, key, value in items:
+            while True:
+                try:
+                    produce(self.topics[topic], value, key, on_delivery=self._delivered)
+                    break
+                except BufferError:  # local queue full: serve deliveries, then retry
+                    self.producer.poll(0.1)
+        remaining = self.producer.flush(60)
+        if remaining or self.failures:
+            failures, self.failures = self.failures, []
+            raise RuntimeError(f"{remaining} outputs undelivered after 60 s; "
+                               f"failures: {failures[:3]}")
+
+    def close(self) -> None:
+        self.producer.flush(60)
+
+
+class KafkaOutputs(DynamicSink):
+    def __init__(self, config: dict, topics: dict[str, str]):
+        self.config, self.topics = config, topics
+
+    def build(self, step_id: str, worker_index: int, worker_count: int):
+        return _ProducerPartition(self.config, self.topics)
+
+
+def read_topic(config: dict, topic: str, timeout_s: float = 30.0) -> list[tuple]:
+    """Every record of a topic, from the beginning to partition EOF: (key, value, partition)."""
+    partitions = check_connection(config, timeout_s).get(topic, 0)
+    consumer = Consumer({**config, "group.id": "parcelwatch-read", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "log_level": 0})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    records, open_parts = [], set(range(partitions))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while open_parts and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=0.2):
+                if message.error() is None:
+                    records.append((message.key(), message.value(), message.partition()))
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    open_parts.discard(message.partition())
+    finally:
+        consumer.close()
+    if open_parts:
+        raise TimeoutError(f"topic {topic}: partitions {sorted(open_parts)} not read to the end")
+    return records

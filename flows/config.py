@@ -1,0 +1,126 @@
+"""Configuration: a TOML file, then `PARCELWATCH_*` environment variables on top.
+
+`PARCELWATCH_BROKERS=host:9092` sets a top-level key; a double underscore enters a table:
+`PARCELWATCH_THRESHOLDS__NO_MOVEMENT_HOURS=48`, `PARCELWATCH_TOPICS__SCANS=prod.scans`.
+In the `kafka` table (librdkafka properties, passed through as they are) underscores in the
+variable name become dots: `PARCELWATCH_KAFKA__SASL_PASSWORD` sets `sasl.password`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+from models.settings import Thresholds
+
+ENV_PREFIX = "PARCELWATCH_"
+
+
+class ConfigError(ValueError):
+    """A configuration a person must fix; the message is one line."""
+
+
+class Topics(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    scans: str = "scans"
+    disputes: str = "disputes"
+    weather: str = "weather"
+    alerts: str = "alerts"
+    merchant_notifications: str = "merchant-notifications"
+    route_scores: str = "route-scores"
+    dead_letter: str = "dead-letter"
+
+    def outputs(self) -> dict[str, str]:
+        """Contract name of each output -> the configured topic name."""
+        return {
+            "alerts": self.alerts,
+            "merchant-notifications": self.merchant_notifications,
+            "route-scores": self.route_scores,
+            "dead-letter": self.dead_letter,
+        }
+
+    def inputs(self) -> dict[str, str]:
+        return {"scans": self.scans, "disputes": self.disputes, "weather": self.weather}
+
+
+class MetricsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    brokers: str = "127.0.0.1:9092"
+    zone: str = "Asia/Shanghai"
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    coupon_amount_yuan: Annotated[float, msgspec.Meta(ge=0)] = 5
+    shards: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    # Event time a partition must advance before its progress is sent to every shard.
+    progress_tick_seconds: Annotated[float, msgspec.Meta(ge=0)] = 60
+    state_dir: str = ".parcelwatch/state"
+    recovery: bool = True
+    snapshot_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10
+    # With every input caught up, let event time follow the wall clock (run only).
+    idle_advance: bool = True
+    idle_check_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5
+    topic_partitions: Annotated[int, msgspec.Meta(ge=1)] = 4
+    create_topics: bool = True
+    topics: Topics = msgspec.field(default_factory=Topics)
+    thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    kafka: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict:
+    tree: dict = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        if path[0] == "kafka" and len(path) == 2:
+            path = ["kafka", path[1].replace("_", ".")]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None,
+                  **overrides) -> Settings:
+    """Defaults < TOML file < environment < explicit overrides (command-line options)."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    try:
+        ZoneInfo(settings.zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"invalid configuration: unknown time zone {settings.zone!r}") from None
+    return settings

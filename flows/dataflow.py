@@ -1,0 +1,122 @@
+"""The one dataflow behind `run` (Kafka) and `replay` (files).
+
+    inputs -> decode (validate, route by shard, dead letters)
+           -> parcel_shards (detectors; state keyed by shard, recovered on restart)
+           -> records (alerts, merchant notifications) -> outputs
+
+Step ids are part of the recovery state: renaming `inputs` or `parcel_shards` drops it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from datetime import UTC, datetime, timedelta
+
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from alerts.metrics import Metrics
+from alerts.notifications import Notifier
+from alerts.records import to_alert
+from connectors.decode import BatchRouter
+from connectors.records import OutputRecord
+from flows.config import Settings
+from models.detection import Detection
+from models.shard import Shard, ShardInput
+
+encode = msgspec.json.encode
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ShardLogic(op.StatefulBatchLogic):
+    """Bytewax wrapper around one `Shard`: feeds it, reports metrics, snapshots it."""
+
+    def __init__(self, shard: Shard, metrics: Metrics, idle_every: timedelta | None):
+        self.shard = shard
+        self.metrics = metrics
+        self.idle_every = idle_every
+        self.name = str(id(self))
+
+    def on_batch(self, items: list[ShardInput]):
+        out: list[Detection] = []
+        for item in items:
+            out.extend(self.shard.apply(item))
+        self._report()
+        return out, self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None if self.idle_every is None else datetime.now(UTC) + self.idle_every
+
+    def on_notify(self):
+        out = self.shard.advance_idle(now_ms())
+        self._report()
+        return out, self.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.shard, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _report(self) -> None:
+        events = self.metrics.events
+        for (topic, outcome), count in self.shard.drain_outcomes().items():
+            events.labels(topic, outcome).inc(count)
+        detector = self.shard.no_movement
+        self.metrics.report_shard(self.name, detector.tracked, detector.stalled,
+                                  self.shard.watermark.value)
+
+
+class RecordMaker:
+    """Detections -> alert records and merchant notifications, stamped with the wall clock."""
+
+    def __init__(self, notifier: Notifier, metrics: Metrics):
+        self.notifier = notifier
+        self.metrics = metrics
+
+    def __call__(self, keyed: tuple[str, Detection]) -> list[OutputRecord]:
+        alert = to_alert(keyed[1], now_ms())
+        self.metrics.alerts.labels(alert.type, alert.status).inc()
+        records = [OutputRecord("alerts", keyed[1].subject, encode(alert))]
+        for note in self.notifier.for_alert(alert):
+            records.append(OutputRecord("merchant-notifications", note.merchant_id, encode(note)))
+            self.metrics.notifications.labels("emitted").inc()
+        return records
+
+
+def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions: list[str],
+               metrics: Metrics, idle_advance: bool) -> Dataflow:
+    """`clock_partitions`: every scans/disputes partition, as "topic/partition"."""
+    thresholds = settings.thresholds
+    idle_every = timedelta(seconds=settings.idle_check_seconds) if idle_advance else None
+
+    def count(topic: str, outcome: str, n: int) -> None:
+        if n:
+            metrics.events.labels(topic, outcome).inc(n)
+
+    router = BatchRouter(settings.shards, settings.topics.inputs(),
+                         round(settings.progress_tick_seconds * 1000), counts=count)
+
+    def build_shard(resume: bytes | None) -> ShardLogic:
+        if resume is None:
+            shard = Shard(thresholds, clock_partitions)
+        else:
+            shard = pickle.loads(resume)
+            shard.expect(clock_partitions)
+        return ShardLogic(shard, metrics, idle_every)
+
+    flow = Dataflow("parcelwatch")
+    batches = op.input("inputs", flow, source)
+    routed = op.flat_map("decode", batches, router.route)
+    split = op.branch("split", routed, lambda kv: isinstance(kv[1], ShardInput))
+    dead_letters = op.map("dead_letters", split.falses, lambda kv: kv[1])
+    detections = op.stateful_batch("parcel_shards", split.trues, build_shard)
+    maker = RecordMaker(Notifier(settings.locale, settings.zone, settings.coupon_amount_yuan),
+                        metrics)
+    records = op.flat_map("records", detections, maker)
+    op.output("outputs", op.merge("all_outputs", records, dead_letters), sink)
+    return flow

@@ -1,0 +1,223 @@
+"""NO_MOVEMENT: a parcel whose latest scan is not terminal gets no scan for
+`no_movement_hours` (72 h) of event time.
+
+What fires depends only on the scans' event times, never on how they were batched or
+interleaved: for every silence longer than the threshold between two consecutive scans of a
+parcel, a FIRING with `event_ts` = first scan + 72 h and a RESOLVED at the scan that ended
+it; for a trailing silence, a FIRING once the watermark reaches the deadline, and a RESOLVED
+when the parcel scans again. Ties (a scan exactly at the deadline) do not fire.
+
+A silence that a newer scan reveals is held as *pending* until the watermark passes its
+deadline, because a scan from inside it may still arrive within the allowed lateness and
+split it. Pending silences are rare and short-lived, so they live in a side dict, not in
+a column of every row.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from models.detection import Detection
+from models.events import SCAN_TYPES, TERMINAL_SCAN_TYPES, Scan
+from models.parcels import ACTIVE, FINISHED, SCAN_TYPE_CODE, STALLED, ParcelTable
+from models.settings import HOUR_MS, Thresholds
+
+NO_MOVEMENT = "NO_MOVEMENT"
+Outcome = Literal["accepted", "duplicate"]
+
+
+class Anchor(NamedTuple):
+    """The scan a silence starts from."""
+
+    ts: int
+    scan_type: int
+    hub: int
+    city: int
+
+
+class Pending(NamedTuple):
+    """A silence already ended by a later scan, waiting for the watermark to confirm it."""
+
+    anchor: Anchor
+    resume_ts: int
+    resume_type: int
+
+
+class NoMovementDetector:
+    def __init__(self, thresholds: Thresholds):
+        self.limit = thresholds.no_movement_ms
+        self.retention = thresholds.finished_retention_ms
+        self.stale_after = thresholds.stale_after_ms
+        self.parcels = ParcelTable()
+        self.pending: dict[int, Pending] = {}
+
+    # -- scans ---------------------------------------------------------------------------
+
+    def on_scan(self, scan: Scan, out: list[Detection]) -> Outcome:
+        """Apply one scan; append any detection to `out`; say whether it was a duplicate."""
+        table = self.parcels
+        row = table.index.get(scan.waybill)
+        is_new = row is None
+        if is_new:
+            row = table.add(scan.waybill)
+        if table.is_duplicate(row, scan.event_id):
+            return "duplicate"
+        self._remember(row, scan)
+        status = table.status[row]
+        if status == FINISHED:
+            return "accepted"  # late or repeated scans never revive a finished parcel
+        if is_new:
+            self._set_latest(row, scan)
+        elif status == STALLED:
+            self._on_stalled(row, scan, out)
+        else:
+            self._on_active(row, scan, out)
+        if scan.scan_type in TERMINAL_SCAN_TYPES:
+            table.set_status(row, FINISHED)
+        self._arm(row)
+        return "accepted"
+
+    def _on_stalled(self, row: int, scan: Scan, out: list[Detection]) -> None:
+        table = self.parcels
+        last_ts = table.last_ts[row]
+        if scan.ts > last_ts or scan.scan_type in TERMINAL_SCAN_TYPES:
+            out.append(self._detection(self._latest(row), row, "RESOLVED", scan.ts,
+                                       resolved_by=scan.scan_type))
+            table.set_status(row, ACTIVE)
+        if scan.ts >= last_ts:
+            self._set_latest(row, scan)
+
+    def _on_active(self, row: int, scan: Scan, out: list[Detection]) -> None:
+        table, ts = self.parcels, scan.ts
+        last_ts = table.last_ts[row]
+        pending = self.pending.get(row)
+        if ts > last_ts:
+            if ts > last_ts + self.limit:
+                if pending is not None:  # a second silence: the first is certain by now
+                    self._emit_pending(row, pending, out)
+                self.pending[row] = Pending(self._latest(row), ts, SCAN_TYPE_CODE[scan.scan_type])
+            self._set_latest(row, scan)
+        elif ts == last_ts:
+            self._set_latest(row, scan)
+        elif pending is not None and pending.anchor.ts < ts < pending.resume_ts:
+            self._split(row, pending, scan)
+
+    def _split(self, row: int, pending: Pending, scan: Scan) -> None:
+        """A late scan from inside a pending silence: it ends it earlier or cuts it short."""
+        code = SCAN_TYPE_CODE[scan.scan_type]
+        if scan.ts > pending.anchor.ts + self.limit:
+            self.pending[row] = pending._replace(resume_ts=scan.ts, resume_type=code)
+        elif pending.resume_ts > scan.ts + self.limit:
+            table = self.parcels
+            anchor = Anchor(scan.ts, code, table.code(scan.hub_id), table.code(scan.city))
+            self.pending[row] = pending._replace(anchor=anchor)
+        else:
+            del self.pending[row]
+
+    def _set_latest(self, row: int, scan: Scan) -> None:
+        table = self.parcels
+        table.last_ts[row] = scan.ts
+        table.last_type[row] = SCAN_TYPE_CODE[scan.scan_type]
+        if scan.hub_id is not None:
+            table.hub[row] = table.code(scan.hub_id)
+        if scan.city is not None:
+            table.city[row] = table.code(scan.city)
+
+    def _remember(self, row: int, scan: Scan) -> None:
+        """Route, merchant and order are sent on PICKUP at least: keep what arrives."""
+        table = self.parcels
+        table.carrier[row] = table.code(scan.carrier)
+        if scan.merchant_id is not None:
+            table.merchant[row] = table.code(scan.merchant_id)
+        if scan.order_id is not None:
+            table.order_id[row] = scan.order_id
+        if scan.origin is not None:
+            table.origin[row] = table.code(scan.origin)
+        if scan.destination is not None:
+            table.destination[row] = table.code(scan.destination)
+
+    def _arm(self, row: int) -> None:
+        """The row's one timer: the earliest of its pending silence and its status's timer."""
+        table = self.parcels
+        status, last_ts = table.status[row], table.last_ts[row]
+        if status == ACTIVE:
+            at = last_ts + self.limit
+        elif status == STALLED:
+            at = last_ts + self.stale_after
+        else:
+            at = last_ts + self.retention
+        pending = self.pending.get(row)
+        if pending is not None:
+            at = min(at, pending.anchor.ts + self.limit)
+        table.set_timer(row, at)
+
+    # -- event time ----------------------------------------------------------------------
+
+    def on_watermark(self, watermark: int, out: list[Detection]) -> None:
+        """Fire every deadline at or before the watermark; free rows that are done."""
+        table = self.parcels
+        for row in table.pop_due(watermark).tolist():
+            pending = self.pending.get(row)
+            if pending is not None and pending.anchor.ts + self.limit <= watermark:
+                self._emit_pending(row, pending, out)
+            status = table.status[row]
+            if status == ACTIVE and table.last_ts[row] + self.limit <= watermark:
+                out.append(self._detection(self._latest(row), row, "FIRING",
+                                           table.last_ts[row] + self.limit))
+                table.set_status(row, STALLED)
+            elif status != ACTIVE and row not in self.pending and self._expired(row, watermark):
+                table.free(row)
+                continue
+            self._arm(row)
+
+    def _expired(self, row: int, watermark: int) -> bool:
+        table = self.parcels
+        keep = self.stale_after if table.status[row] == STALLED else self.retention
+        return table.last_ts[row] + keep <= watermark
+
+    def _emit_pending(self, row: int, pending: Pending, out: list[Detection]) -> None:
+        del self.pending[row]
+        deadline = pending.anchor.ts + self.limit
+        out.append(self._detection(pending.anchor, row, "FIRING", deadline))
+        out.append(self._detection(pending.anchor, row, "RESOLVED", pending.resume_ts,
+                                   resolved_by=SCAN_TYPES[pending.resume_type]))
+
+    # -- records -------------------------------------------------------------------------
+
+    def _latest(self, row: int) -> Anchor:
+        table = self.parcels
+        return Anchor(table.last_ts[row], table.last_type[row], table.hub[row], table.city[row])
+
+    def _detection(self, anchor: Anchor, row: int, status: str, event_ts: int,
+                   **extra) -> Detection:
+        table = self.parcels
+        return Detection(
+            type=NO_MOVEMENT,
+            status=status,
+            severity="WARNING",
+            subject=table.waybill[row],
+            onset_ts=anchor.ts + self.limit,
+            event_ts=event_ts,
+            carrier=table.text(table.carrier[row]),
+            merchant_id=table.text(table.merchant[row]),
+            order_id=table.order_id[row],
+            waybill=table.waybill[row],
+            details={
+                "last_scan_type": SCAN_TYPES[anchor.scan_type],
+                "last_scan_ts": anchor.ts,
+                "last_hub_id": table.text(anchor.hub),
+                "last_city": table.text(anchor.city),
+                "origin": table.text(table.origin[row]),
+                "destination": table.text(table.destination[row]),
+                "dwell_hours": round((event_ts - anchor.ts) / HOUR_MS, 2),
+                **extra,
+            },
+        )
+
+    @property
+    def tracked(self) -> int:
+        return len(self.parcels)
+
+    @property
+    def stalled(self) -> int:
+        return self.parcels.counts[STALLED]

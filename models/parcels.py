@@ -1,0 +1,144 @@
+"""Per-parcel state as compact columns: one row per tracked waybill.
+
+There are millions of tracked parcels, so a row is a handful of machine integers in
+`array.array` columns (no Python object per parcel besides the waybill and order id strings),
+low-cardinality strings are interned, and each row has one event-time `timer` whose meaning
+depends on its status. Due timers are found with one vectorised comparison per watermark step.
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+
+import numpy as np
+
+from models.events import SCAN_TYPES
+from models.interning import StringTable
+
+NO_TIMER = np.iinfo(np.int64).max
+
+# Row status; the timer means: ACTIVE -> no-movement deadline, STALLED / FINISHED -> forget at.
+FREE, ACTIVE, STALLED, FINISHED = 0, 1, 2, 3
+
+SCAN_TYPE_CODE = {name: i for i, name in enumerate(SCAN_TYPES)}
+FINGERPRINTS = 4  # recent event ids remembered per parcel, for duplicate detection
+
+
+def event_fingerprint(event_id: str) -> int:
+    """32-bit fingerprint of an event id; nonzero, because 0 marks an empty slot."""
+    return zlib.crc32(event_id.encode()) or 1
+
+
+class ParcelTable:
+    """Rows of parcel state addressed through a waybill -> row index."""
+
+    INT_COLUMNS = ("carrier", "hub", "city", "merchant", "origin", "destination")
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.waybill: list[str | None] = []
+        self.order_id: list[str | None] = []
+        self.last_ts = array("q")
+        self.timer = array("q")
+        self.last_type = array("B")
+        self.status = array("B")
+        self.fingerprints = array("I")
+        self.carrier = array("I")
+        self.hub = array("I")
+        self.city = array("I")
+        self.merchant = array("I")
+        self.origin = array("I")
+        self.destination = array("I")
+        self.strings = StringTable()
+        self.free_rows: list[int] = []
+        self.next_timer = NO_TIMER
+        self.counts = [0, 0, 0, 0]  # rows per status
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, waybill: str) -> int:
+        """A new ACTIVE row with no timer; its columns are zeroed."""
+        if self.free_rows:
+            row = self.free_rows.pop()
+            self.waybill[row] = waybill
+        else:
+            row = len(self.waybill)
+            self.waybill.append(waybill)
+            self.order_id.append(None)
+            for column in (self.last_ts, self.timer, self.last_type, self.status, *self._ints()):
+                column.append(0)
+            self.fingerprints.extend((0,) * FINGERPRINTS)
+        self.index[waybill] = row
+        self.timer[row] = NO_TIMER
+        self.status[row] = ACTIVE
+        self.counts[ACTIVE] += 1
+        return row
+
+    def free(self, row: int) -> None:
+        del self.index[self.waybill[row]]
+        self.counts[self.status[row]] -= 1
+        self.waybill[row] = None
+        self.order_id[row] = None
+        self.last_ts[row] = 0
+        self.timer[row] = NO_TIMER
+        self.last_type[row] = 0
+        self.status[row] = FREE
+        for column in self._ints():
+            column[row] = 0
+        base = row * FINGERPRINTS
+        self.fingerprints[base:base + FINGERPRINTS] = array("I", (0,) * FINGERPRINTS)
+        self.free_rows.append(row)
+
+    def _ints(self):
+        return (self.carrier, self.hub, self.city, self.merchant, self.origin, self.destination)
+
+    def set_status(self, row: int, status: int) -> None:
+        self.counts[self.status[row]] -= 1
+        self.counts[status] += 1
+        self.status[row] = status
+
+    def set_timer(self, row: int, at: int) -> None:
+        self.timer[row] = at
+        if at < self.next_timer:
+            self.next_timer = at
+
+    def is_duplicate(self, row: int, event_id: str) -> bool:
+        """True if this event id was among the parcel's recent ones; else remember it."""
+        fp = event_fingerprint(event_id)
+        base = row * FINGERPRINTS
+        slots = self.fingerprints
+        for i in range(base, base + FINGERPRINTS):
+            if slots[i] == fp:
+                return True
+        # Rotate: the newest fingerprint goes first, the oldest falls off.
+        slots[base + 1:base + FINGERPRINTS] = slots[base:base + FINGERPRINTS - 1]
+        slots[base] = fp
+        return False
+
+    def pop_due(self, watermark: int) -> np.ndarray:
+        """Rows whose timer is at or before the watermark, earliest first; their timers clear."""
+        if watermark < self.next_timer:
+            return np.empty(0, dtype=np.intp)
+        timers = np.frombuffer(self.timer, dtype=np.int64)
+        due = np.flatnonzero(timers <= watermark)
+        due = due[np.argsort(timers[due], kind="stable")]
+        timers[due] = NO_TIMER
+        self.next_timer = int(timers.min()) if len(timers) else NO_TIMER
+        return due
+
+    def text(self, code: int) -> str | None:
+        return self.strings.text(code)
+
+    def code(self, value: str | None) -> int:
+        return self.strings.code(value)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["index"]  # rebuilt from the waybill column: halves the snapshot
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.index = {wb: row for row, wb in enumerate(self.waybill) if wb is not None}

@@ -1,0 +1,38 @@
+"""Masking of personal data that buyers write into free text (phone numbers, addresses)."""
+
+from __future__ import annotations
+
+import re
+
+# Mainland mobile numbers (optionally +86, optionally grouped) and landlines with an area code.
+# The look-arounds keep longer digit runs, such as epoch-millisecond timestamps, untouched.
+_PHONE = re.compile(
+    r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d){8}(?!\d)"
+    r"|(?<!\d)0\d{2,3}[- ]?\d{7,8}(?!\d)"
+    r"|(?<![\d+])\+\d{1,3}[- ]?\d(?:[- ]?\d){6,13}(?!\d)"
+)
+# Address-like fragments: a run of text ending in a Chinese address unit, or an English
+# street line. They are dropped, not masked: nothing in them is needed downstream.
+_ADDRESS = re.compile(
+    r"[\u4e00-\u9fff\w]{0,24}(?:省|市|区|县|镇|乡|路|街|巷|号|弄|栋|幢|单元|室|小区)"
+    r"(?:[\u4e00-\u9fff\w]{0,12}(?:号|栋|幢|单元|室|楼))*"
+    r"|\b\d{1,5}\s+\w+(?:\s+\w+){0,3}\s+(?:street|st|road|rd|avenue|ave|lane|ln)\b\.?",
+    re.IGNORECASE,
+)
+
+
+def _mask_digits(match: re.Match) -> str:
+    text = match.group(0)
+    digits = [i for i, ch in enumerate(text) if ch.isdigit()]
+    hidden = set(digits[3:-4])
+    return "".join("*" if i in hidden else ch for i, ch in enumerate(text))
+
+
+def mask_phones(text: str) -> str:
+    """`13812341234` -> `138****1234`; the rest of the text is kept."""
+    return _PHONE.sub(_mask_digits, text)
+
+
+def mask_personal_data(text: str) -> str:
+    """Phone numbers masked and address fragments replaced by `[address]`."""
+    return _ADDRESS.sub("[address]", mask_phones(text))

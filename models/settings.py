@@ -1,0 +1,50 @@
+"""Detector thresholds: every threshold the contract names is a setting, defaults as there."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+DAY_MS = 24 * HOUR_MS
+
+
+class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    no_movement_hours: Positive = 72
+    allowed_lateness_minutes: NonNegative = 10
+    dispute_window_days: Positive = 15
+    delay_dwell_hours: Positive = 24
+    cluster_min_parcels: PositiveInt = 5
+    cluster_radius_km: Positive = 25
+    cluster_window_hours: Positive = 12
+    damage_window_days: PositiveInt = 30
+    damage_min_deliveries: PositiveInt = 50
+    damage_rate_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.01
+    score_interval_hours: Positive = 1
+    # How long a finished (signed or returned) parcel is remembered, so that late or repeated
+    # scans of it neither revive it nor count twice.
+    finished_retention_hours: NonNegative = 24
+    # How long a stalled parcel that already alerted is kept waiting for a scan that resolves it.
+    stale_after_days: Positive = 30
+
+    @property
+    def no_movement_ms(self) -> int:
+        return round(self.no_movement_hours * HOUR_MS)
+
+    @property
+    def lateness_ms(self) -> int:
+        return round(self.allowed_lateness_minutes * MINUTE_MS)
+
+    @property
+    def finished_retention_ms(self) -> int:
+        return round(self.finished_retention_hours * HOUR_MS)
+
+    @property
+    def stale_after_ms(self) -> int:
+        return round(self.stale_after_days * DAY_MS)
