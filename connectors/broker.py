@@ -87,12 +87,12 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
-        """SIGTERM by PID, wait, then SIGKILL if it lingers."""
+        """SIGTERM by PID, wait, then SIGKILL if it lingers (it keeps nothing to lose)."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=3)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)

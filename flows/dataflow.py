@@ -106,7 +106,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
             shard = Shard(thresholds, clock_partitions)
         else:
             shard = pickle.loads(resume)
-            shard.expect(clock_partitions)
+            shard.resume(clock_partitions)
         return ShardLogic(shard, metrics, idle_every)
 
     flow = Dataflow("parcelwatch")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from flows.config import ConfigError, Settings
 from flows.dataflow import build_flow
 
 CLOCK_TOPICS = ("scans", "disputes")
+log = logging.getLogger("parcelwatch")
 
 
 def replay(settings: Settings, inputs: dict[str, Path], out_dir: Path, metrics: Metrics) -> None:
@@ -58,6 +59,7 @@ def kafka_partitions(settings: Settings) -> dict[str, int]:
 
 def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end: bool) -> None:
     """The production job. Recovery state lets a restart continue where it stopped."""
+    stop = _StopOnSignal()
     partitions = kafka_partitions(settings)
     config = client_config(settings.brokers, settings.kafka)
     source = KafkaInputs(config, settings.topics.inputs(), partitions, from_beginning,
@@ -74,8 +76,25 @@ def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end:
             state_dir.mkdir(parents=True, exist_ok=True)
             init_db_dir(state_dir, 1)
         recovery = RecoveryConfig(str(state_dir))
-    # SIGTERM stops the job like Ctrl-C: the dataflow ends cleanly at the next step.
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    with contextlib.suppress(KeyboardInterrupt):
+    log.info("running against %s: %s input partitions, recovery %s", settings.brokers,
+             sum(partitions.values()), recovery.db_dir if recovery else "off")
+    try:
         cli_main(flow, epoch_interval=timedelta(seconds=settings.snapshot_interval_seconds),
                  recovery_config=recovery)
+    except BaseException:  # the runtime reports a stop as one of several exception types
+        if not stop.requested:
+            raise
+        log.info("stopped on %s", stop.requested)
+
+
+class _StopOnSignal:
+    """SIGTERM and SIGINT stop the job cleanly: the dataflow ends at its next step."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.requested = signal.Signals(signum).name
+        raise KeyboardInterrupt

@@ -38,11 +38,11 @@ class Shard:
         self.no_movement = NoMovementDetector(thresholds)
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> count
 
-    def expect(self, partitions: list[str]) -> None:
-        """Partitions added since a snapshot hold the watermark until they report."""
-        for partition in partitions:
-            if partition not in self.watermark.max_ts:
-                self.watermark.observe(partition, None, False)
+    def resume(self, partitions: list[str]) -> None:
+        """After a restart every partition must report again before it stops holding the
+        watermark: "caught up" from before the restart says nothing about what was
+        written since. Partitions added since the snapshot are expected too."""
+        self.watermark.forget_progress(partitions)
 
     def apply(self, item: ShardInput) -> list[Detection]:
         out: list[Detection] = []

@@ -31,6 +31,13 @@ class Watermark:
         self._raise_to(self._base())
         return self.value
 
+    def forget_progress(self, partitions: list[str]) -> None:
+        """Every partition is behind until it reports again (its largest ts is kept)."""
+        for partition in partitions:
+            self.max_ts.setdefault(partition, None)
+        self.caught_up = dict.fromkeys(self.max_ts, False)
+        self._idle_anchor = None
+
     def _base(self) -> int | None:
         behind = [p for p, done in self.caught_up.items() if not done]
         if behind:

@@ -1,0 +1,170 @@
+"""The `parcelwatch` command. Bad arguments or configuration: one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from connectors.kafka import BrokerUnreachable
+from flows.config import ConfigError, Settings, load_settings
+
+config_option = click.option("--config", type=click.Path(path_type=Path),
+                             help="TOML configuration file.")
+existing_file = click.Path(path_type=Path, dir_okay=False)
+
+
+def _metrics(settings: Settings):
+    """Serve /metrics when enabled; a busy port is reported, not fatal."""
+    from alerts.metrics import metrics, serve
+
+    registry = metrics()
+    if settings.metrics.enabled:
+        try:
+            serve(settings.metrics.host, settings.metrics.port)
+        except OSError as exc:
+            logging.getLogger("parcelwatch").warning(
+                "metrics not served on %s:%s: %s", settings.metrics.host, settings.metrics.port,
+                exc)
+    return registry
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Watch courier scans; alert when a parcel is in trouble."""
+
+
+@cli.command()
+@click.option("--brokers", help="Kafka bootstrap servers HOST:PORT[,...].")
+@config_option
+@click.option("--from-beginning", is_flag=True,
+              help="With no saved state, read the inputs from their start.")
+@click.option("--exit-at-end", is_flag=True,
+              help="Stop once every input partition is read to its end.")
+@click.option("--state-dir", help="Recovery state directory.")
+def run(brokers, config, from_beginning, exit_at_end, state_dir) -> None:
+    """The production job against any Kafka-protocol cluster."""
+    from flows.runner import run as run_job
+
+    settings = load_settings(config, brokers=brokers, state_dir=state_dir)
+    run_job(settings, _metrics(settings), from_beginning=from_beginning, exit_at_end=exit_at_end)
+
+
+@cli.command()
+@click.option("--scans", type=existing_file, required=True, help="Scans, JSON Lines.")
+@click.option("--disputes", type=existing_file, help="Disputes, JSON Lines.")
+@click.option("--weather", type=existing_file, help="Weather warnings, JSON Lines.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Directory for the output files.")
+@config_option
+def replay(scans, disputes, weather, out, config) -> None:
+    """The same detectors over files; writes alerts.jsonl and the other outputs into OUT."""
+    from alerts.metrics import metrics
+    from flows.runner import replay as replay_files
+
+    settings = load_settings(config)
+    inputs = {name: path for name, path in
+              (("scans", scans), ("disputes", disputes), ("weather", weather)) if path}
+    replay_files(settings, inputs, out, metrics())
+    click.echo(f"outputs written to {out}")
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=9092, show_default=True)
+def broker(port) -> None:
+    """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
+    from connectors.broker import EmbeddedBroker
+
+    with EmbeddedBroker(port) as running:
+        click.echo(f"broker listening on {running.bootstrap} (memory only; Ctrl-C stops it)")
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+        with contextlib.suppress(KeyboardInterrupt):
+            running.process.wait()
+
+
+scenario_options = [
+    click.option("--parcels", type=click.IntRange(min=100), default=20_000, show_default=True),
+    click.option("--days", type=click.FloatRange(min=7), default=30, show_default=True),
+    click.option("--seed", type=int, default=7, show_default=True),
+]
+
+
+def with_scenario_options(command):
+    for option in reversed(scenario_options):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Write JSON Lines files here.")
+@click.option("--brokers", help="Or produce to the input topics on these brokers.")
+@with_scenario_options
+@config_option
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def generate(out, brokers, parcels, days, seed, config, progress) -> None:
+    """Write a synthetic scenario (scans, disputes, weather) and its ground truth."""
+    from benchmarks.scenario import Scenario, ScenarioConfig
+    from benchmarks.writers import produce, write_files, write_truth
+    from connectors.kafka import client_config, ensure_topics
+
+    if (out is None) == (brokers is None):
+        raise click.UsageError("give exactly one of --out DIR or --brokers HOST:PORT")
+    settings = load_settings(config, brokers=brokers)
+    scenario = Scenario(ScenarioConfig(
+        parcels=parcels, days=days, seed=seed,
+        no_movement_hours=settings.thresholds.no_movement_hours,
+        allowed_lateness_minutes=settings.thresholds.allowed_lateness_minutes))
+    if out is not None:
+        write_files(scenario, out, progress)
+        click.echo(f"scenario written to {out}")
+        return
+    kafka = client_config(settings.brokers, settings.kafka)
+    ensure_topics(kafka, list(settings.topics.inputs().values()), settings.topic_partitions,
+                  settings.connect_timeout_seconds)
+    count = produce(scenario, kafka, settings.topics.inputs(), progress)
+    truth_dir = Path("scenario-truth")
+    truth_dir.mkdir(exist_ok=True)
+    write_truth(scenario, truth_dir)
+    click.echo(f"{count} records produced to {settings.brokers}; ground truth in {truth_dir}")
+
+
+@cli.command()
+@with_scenario_options
+@config_option
+def demo(parcels, days, seed, config) -> None:
+    """Everything on this machine: broker, topics, a scenario, the detectors, a summary."""
+    from flows.demo import run_demo
+
+    settings = load_settings(config, recovery=False, idle_advance=False)
+    run_demo(settings, _metrics(settings), parcels=parcels, days=days, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="parcelwatch: %(message)s")
+    logging.getLogger("parcelwatch").setLevel(logging.INFO)
+    try:
+        code = cli.main(args=argv, prog_name="parcelwatch", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        code = 0
+    except click.UsageError as exc:
+        click.echo(f"parcelwatch: error: {exc.format_message()}", err=True)
+        code = 2
+    except ConfigError as exc:
+        click.echo(f"parcelwatch: error: {exc}", err=True)
+        code = 2
+    except BrokerUnreachable as exc:
+        click.echo(f"parcelwatch: error: {exc}", err=True)
+        code = 1
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

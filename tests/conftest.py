@@ -1,0 +1,72 @@
+"""Shared fixtures: the real embedded broker, a small generated scenario, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.scenario import Scenario, ScenarioConfig
+from benchmarks.writers import write_files
+from connectors.broker import EmbeddedBroker, free_port
+
+CLI = str(Path(sys.executable).with_name("parcelwatch"))
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """One Tansu broker for the session, started on a free port and stopped by its PID."""
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def scenario(tmp_path_factory):
+    """A 30-day scenario of 3,000 parcels as files, with its ground truth."""
+    out = tmp_path_factory.mktemp("scenario")
+    generated = Scenario(ScenarioConfig(parcels=3000, days=30, seed=11))
+    paths = write_files(generated, out, show_progress=False)
+    return generated, paths
+
+
+@pytest.fixture(scope="session")
+def replayed(scenario, tmp_path_factory):
+    """The `replay` command's outputs on the session scenario."""
+    _, paths = scenario
+    out = tmp_path_factory.mktemp("replayed")
+    result = cli("replay", "--scans", paths["scans"], "--disputes", paths["disputes"],
+                 "--weather", paths["weather"], "--out", out)
+    assert result.returncode == 0, result.stderr
+    return {name: read_jsonl(out / f"{name}.jsonl") for name in
+            ("alerts", "merchant-notifications", "dead-letter", "route-scores")}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def cli_env(**settings: str) -> dict[str, str]:
+    """The environment for a CLI run: metrics on a free port, settings as PARCELWATCH_* vars."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
+    env["PARCELWATCH_METRICS__PORT"] = str(free_port())
+    for key, value in settings.items():
+        env[f"PARCELWATCH_{key.upper()}"] = str(value)
+    return env
+
+
+def cli(*args, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run the installed `parcelwatch` command."""
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True,
+                          env=env or cli_env(), timeout=timeout, check=False)
+
+
+def topic_settings(prefix: str) -> dict[str, str]:
+    """Topic names of their own for one test, so tests sharing the broker never mix."""
+    names = ("scans", "disputes", "weather", "alerts", "merchant_notifications",
+             "route_scores", "dead_letter")
+    return {f"topics__{name}": f"{prefix}-{name}" for name in names}
