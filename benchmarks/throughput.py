@@ -1,0 +1,86 @@
+"""End-to-end events per second of `replay` (files) and `run --exit-at-end` (Kafka).
+
+    python -m benchmarks.throughput --parcels 20000 --json benchmarks/results/throughput.json
+
+Generates the demo scenario (20,000 parcels, 30 days by default), then times the dataflow
+from start to end of input: once over JSON Lines files, once through the embedded broker
+(records produced beforehand, outputs written back to Kafka). One worker, one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from alerts.metrics import Metrics
+from benchmarks.machine import machine
+from benchmarks.scenario import Scenario, ScenarioConfig
+from benchmarks.writers import produce, write_files
+from connectors.broker import EmbeddedBroker
+from connectors.kafka import client_config
+from flows.config import load_settings
+from flows.runner import kafka_partitions, replay, run
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def measure(parcels: int, days: float, seed: int) -> dict:
+    settings = load_settings(environ={})
+    config = ScenarioConfig(parcels=parcels, days=days, seed=seed)
+    with tempfile.TemporaryDirectory() as work:
+        work_dir = Path(work)
+        scenario = Scenario(config)
+        paths = write_files(scenario, work_dir / "scenario")
+        records = sum(scenario.truth.counts[f"{t}_records"] for t in ("scans", "disputes"))
+        replay_s = timed(lambda: replay(
+            settings, {"scans": paths["scans"], "disputes": paths["disputes"]},
+            work_dir / "out", Metrics(CollectorRegistry())))
+        with EmbeddedBroker() as broker:
+            kafka_settings = msgspec.structs.replace(
+                settings, brokers=broker.bootstrap, recovery=False)
+            kafka_partitions(kafka_settings)
+            produce(Scenario(config), client_config(broker.bootstrap),
+                    settings.topics.inputs())
+            run_s = timed(lambda: run(kafka_settings, Metrics(CollectorRegistry()),
+                                      from_beginning=True, exit_at_end=True))
+    return {
+        "parcels": parcels,
+        "days": days,
+        "input_records": records,
+        "replay": {"seconds": round(replay_s, 2), "events_per_second": round(records / replay_s)},
+        "run_exit_at_end": {"seconds": round(run_s, 2),
+                            "events_per_second": round(records / run_s),
+                            "input_partitions": settings.topic_partitions},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parcels", type=int, default=20_000)
+    parser.add_argument("--days", type=float, default=30)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="write the result here")
+    args = parser.parse_args()
+    result = {"benchmark": "throughput", "machine": machine(),
+              "command": f"python -m benchmarks.throughput --parcels {args.parcels} "
+                         f"--days {args.days:g} --seed {args.seed}",
+              **measure(args.parcels, args.days, args.seed)}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

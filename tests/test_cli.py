@@ -1,0 +1,75 @@
+"""Each command of the contract, end to end, and its errors."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+from connectors.broker import free_port, port_accepts
+
+from conftest import CLI, cli, cli_env
+
+
+def test_demo_runs_everything_and_finds_the_ground_truth():
+    result = cli("demo", "--parcels", "1500", "--days", "20", timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "NO_MOVEMENT" in out
+    found = re.search(r"(\d+) NO_MOVEMENT records expected, (\d+) found with the exact "
+                      r"event_ts, (\d+) unexpected", " ".join(out.split()))
+    assert found, out
+    expected, matched, unexpected = map(int, found.groups())
+    assert expected > 0 and matched == expected and unexpected == 0
+    assert "[URGE_CARRIER]" in out and "[OFFER_COUPON]" in out
+
+
+def test_generate_writes_a_scenario_with_ground_truth(tmp_path):
+    result = cli("generate", "--out", tmp_path, "--parcels", "300", "--days", "10",
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr
+    for name in ("scans.jsonl", "disputes.jsonl", "weather.jsonl", "truth.jsonl",
+                 "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "scans.jsonl").stat().st_size > 0
+
+
+def test_broker_command_serves_until_sigterm():
+    port = free_port()
+    job = subprocess.Popen([CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    assert f"127.0.0.1:{port}" in job.stdout.readline()  # printed once it accepts
+    assert port_accepts(port)
+    job.send_signal(signal.SIGTERM)
+    job.communicate(timeout=30)
+    assert job.returncode == 0
+    assert not port_accepts(port)
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_bad_config_file_stops_the_start_with_one_line(tmp_path: Path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[thresholds]\nno_movement_hourz = 48\n")
+    line = one_line_error(cli("run", "--brokers", "127.0.0.1:1", "--config", config))
+    assert "no_movement_hourz" in line
+
+
+def test_bad_environment_value_stops_the_start_with_one_line():
+    env = cli_env(thresholds__no_movement_hours="-3")
+    line = one_line_error(cli("run", "--brokers", "127.0.0.1:1", env=env))
+    assert "no_movement_hours" in line
+
+
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path):
+    assert "--parcels" in one_line_error(cli("demo", "--parcels", "many"))
+    assert "--scans" in one_line_error(cli("replay", "--out", tmp_path))
+    assert "no such file" in one_line_error(
+        cli("replay", "--scans", tmp_path / "missing.jsonl", "--out", tmp_path))
+    assert "exactly one of" in one_line_error(cli("generate"))

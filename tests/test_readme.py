@@ -1,0 +1,26 @@
+"""The README's Quickstart is what CI runs, so a green CI proves it works."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quickstart_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", section)
+
+
+def test_quickstart_has_exactly_two_commands_demo_then_tests():
+    commands = quickstart_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("parcelwatch demo")
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_second_quickstart_command_verbatim():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert quickstart_commands()[1] in ci
