@@ -6,6 +6,7 @@ It keeps nothing on disk: stopping it loses every topic.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.resources
 import os
 import signal
@@ -13,6 +14,19 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux kills it when its parent dies, so a
+    crashed or killed parcelwatch never leaves a broker behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class BrokerError(RuntimeError):
@@ -74,6 +88,7 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + self.start_timeout_s
         while not port_accepts(self.port):

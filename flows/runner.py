@@ -7,6 +7,7 @@ import signal
 from datetime import timedelta
 from pathlib import Path
 
+from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from bytewax.testing import run_main
@@ -60,6 +61,18 @@ def kafka_partitions(settings: Settings) -> dict[str, int]:
 def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end: bool) -> None:
     """The production job. Recovery state lets a restart continue where it stopped."""
     stop = _StopOnSignal()
+    try:
+        flow, recovery = _kafka_job(settings, metrics, from_beginning, exit_at_end)
+        cli_main(flow, epoch_interval=timedelta(seconds=settings.snapshot_interval_seconds),
+                 recovery_config=recovery)
+    except BaseException:  # the runtime reports a stop as one of several exception types
+        if not stop.requested:
+            raise
+        log.info("stopped on %s", stop.requested)
+
+
+def _kafka_job(settings: Settings, metrics: Metrics, from_beginning: bool,
+               exit_at_end: bool) -> tuple[Dataflow, RecoveryConfig | None]:
     partitions = kafka_partitions(settings)
     config = client_config(settings.brokers, settings.kafka)
     source = KafkaInputs(config, settings.topics.inputs(), partitions, from_beginning,
@@ -78,13 +91,7 @@ def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end:
         recovery = RecoveryConfig(str(state_dir))
     log.info("running against %s: %s input partitions, recovery %s", settings.brokers,
              sum(partitions.values()), recovery.db_dir if recovery else "off")
-    try:
-        cli_main(flow, epoch_interval=timedelta(seconds=settings.snapshot_interval_seconds),
-                 recovery_config=recovery)
-    except BaseException:  # the runtime reports a stop as one of several exception types
-        if not stop.requested:
-            raise
-        log.info("stopped on %s", stop.requested)
+    return flow, recovery
 
 
 class _StopOnSignal:
