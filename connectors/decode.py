@@ -66,7 +66,7 @@ class BatchRouter:
                 if value is None:
                     raise msgspec.DecodeError("the record has no value")
                 events.append(decode(value))
-            except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # incl. ValidationError
                 dead.append(("dead-letter", self.dead_letter(batch, offset, key, value, exc)))
         if self.counts is not None:
             self.counts(batch.topic, "rejected", len(dead))
@@ -111,8 +111,10 @@ class BatchRouter:
 
     def dead_letter(self, batch: RawBatch, offset: int, key: bytes | None,
                     value: bytes | None, exc: Exception) -> OutputRecord:
+        # Mask before cutting, so a number across the cut cannot leave its digits behind.
         text = None if value is None else mask_phones(
-            value[:VALUE_LIMIT].decode("utf-8", errors="replace"))
+            value.decode("utf-8", errors="replace")).encode()[:VALUE_LIMIT].decode(
+                "utf-8", errors="ignore")
         record = DeadLetter(
             source_topic=self.topic_names.get(batch.topic, batch.topic),
             partition=batch.partition,

@@ -79,11 +79,10 @@ def broker(port) -> None:
     """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
     from connectors.broker import EmbeddedBroker
 
-    with EmbeddedBroker(port) as running:
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    with contextlib.suppress(KeyboardInterrupt), EmbeddedBroker(port) as running:
         click.echo(f"broker listening on {running.bootstrap} (memory only; Ctrl-C stops it)")
-        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-        with contextlib.suppress(KeyboardInterrupt):
-            running.process.wait()
+        running.process.wait()
 
 
 scenario_options = [

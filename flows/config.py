@@ -111,6 +111,8 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))

@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple
 
 from models.detection import Detection
 from models.events import SCAN_TYPES, TERMINAL_SCAN_TYPES, Scan
+from models.forgotten import ForgottenWaybills
 from models.parcels import ACTIVE, FINISHED, SCAN_TYPE_CODE, STALLED, ParcelTable
 from models.settings import HOUR_MS, Thresholds
 
@@ -41,6 +42,7 @@ class Pending(NamedTuple):
     anchor: Anchor
     resume_ts: int
     resume_type: int
+    fired: bool = False
 
 
 class NoMovementDetector:
@@ -50,6 +52,7 @@ class NoMovementDetector:
         self.stale_after = thresholds.stale_after_ms
         self.parcels = ParcelTable()
         self.pending: dict[int, Pending] = {}
+        self.forgotten = ForgottenWaybills(thresholds.forget_after_ms)
 
     # -- scans ---------------------------------------------------------------------------
 
@@ -59,12 +62,18 @@ class NoMovementDetector:
         row = table.index.get(scan.waybill)
         is_new = row is None
         if is_new:
+            if scan.waybill in self.forgotten:
+                return "accepted"  # a late scan of a parcel already finished and forgotten
             row = table.add(scan.waybill)
         if table.is_duplicate(row, scan.event_id):
             return "duplicate"
         self._remember(row, scan)
         status = table.status[row]
         if status == FINISHED:
+            pending = self.pending.get(row)
+            if pending is not None and pending.anchor.ts < scan.ts < pending.resume_ts:
+                self._split(row, pending, scan)
+                self._arm(row)
             return "accepted"  # late or repeated scans never revive a finished parcel
         if is_new:
             self._set_latest(row, scan)
@@ -80,7 +89,11 @@ class NoMovementDetector:
     def _on_stalled(self, row: int, scan: Scan, out: list[Detection]) -> None:
         table = self.parcels
         last_ts = table.last_ts[row]
-        if scan.ts > last_ts or scan.scan_type in TERMINAL_SCAN_TYPES:
+        if scan.ts > last_ts:
+            self.pending[row] = Pending(self._latest(row), scan.ts,
+                                        SCAN_TYPE_CODE[scan.scan_type], True)
+            table.set_status(row, ACTIVE)
+        elif scan.scan_type in TERMINAL_SCAN_TYPES:
             out.append(self._detection(self._latest(row), row, "RESOLVED", scan.ts,
                                        resolved_by=scan.scan_type))
             table.set_status(row, ACTIVE)
@@ -105,7 +118,7 @@ class NoMovementDetector:
     def _split(self, row: int, pending: Pending, scan: Scan) -> None:
         """A late scan from inside a pending silence: it ends it earlier or cuts it short."""
         code = SCAN_TYPE_CODE[scan.scan_type]
-        if scan.ts > pending.anchor.ts + self.limit:
+        if pending.fired or scan.ts > pending.anchor.ts + self.limit:
             self.pending[row] = pending._replace(resume_ts=scan.ts, resume_type=code)
         elif pending.resume_ts > scan.ts + self.limit:
             table = self.parcels
@@ -148,7 +161,7 @@ class NoMovementDetector:
             at = last_ts + self.retention
         pending = self.pending.get(row)
         if pending is not None:
-            at = min(at, pending.anchor.ts + self.limit)
+            at = min(at, pending.resume_ts if pending.fired else pending.anchor.ts + self.limit)
         table.set_timer(row, at)
 
     # -- event time ----------------------------------------------------------------------
@@ -156,19 +169,40 @@ class NoMovementDetector:
     def on_watermark(self, watermark: int, out: list[Detection]) -> None:
         """Fire every deadline at or before the watermark; free rows that are done."""
         table = self.parcels
-        for row in table.pop_due(watermark).tolist():
-            pending = self.pending.get(row)
-            if pending is not None and pending.anchor.ts + self.limit <= watermark:
+        self.forgotten.expire(watermark)
+        for _ in range(3):  # a row handled here may be due again at once (fired, then stale)
+            due = table.pop_due(watermark).tolist()
+            for row in due:
+                self._on_due(row, watermark, out)
+            if not due:
+                break
+
+    def _on_due(self, row: int, watermark: int, out: list[Detection]) -> None:
+        table = self.parcels
+        pending = self.pending.get(row)
+        if pending is not None and pending.anchor.ts + self.limit <= watermark:
+            if not pending.fired:
+                out.append(self._detection(pending.anchor, row, "FIRING",
+                                           pending.anchor.ts + self.limit))
+                pending = self.pending[row] = pending._replace(fired=True)
+            if pending.resume_ts <= watermark:
                 self._emit_pending(row, pending, out)
-            status = table.status[row]
-            if status == ACTIVE and table.last_ts[row] + self.limit <= watermark:
-                out.append(self._detection(self._latest(row), row, "FIRING",
-                                           table.last_ts[row] + self.limit))
-                table.set_status(row, STALLED)
-            elif status != ACTIVE and row not in self.pending and self._expired(row, watermark):
-                table.free(row)
-                continue
-            self._arm(row)
+        status = table.status[row]
+        if status == ACTIVE and table.last_ts[row] + self.limit <= watermark:
+            out.append(self._detection(self._latest(row), row, "FIRING",
+                                       table.last_ts[row] + self.limit))
+            table.set_status(row, STALLED)
+        elif status != ACTIVE and row not in self.pending and self._expired(row, watermark):
+            self.forgotten.add(table.waybill[row], watermark)
+            table.free(row)
+            return
+        self._arm(row)
+
+    def flush_resolved(self, out):
+        for row, pending in list(self.pending.items()):
+            if pending.fired:
+                self._emit_pending(row, pending, out)
+                self._arm(row)
 
     def _expired(self, row: int, watermark: int) -> bool:
         table = self.parcels
@@ -178,7 +212,8 @@ class NoMovementDetector:
     def _emit_pending(self, row: int, pending: Pending, out: list[Detection]) -> None:
         del self.pending[row]
         deadline = pending.anchor.ts + self.limit
-        out.append(self._detection(pending.anchor, row, "FIRING", deadline))
+        if not pending.fired:
+            out.append(self._detection(pending.anchor, row, "FIRING", deadline))
         out.append(self._detection(pending.anchor, row, "RESOLVED", pending.resume_ts,
                                    resolved_by=SCAN_TYPES[pending.resume_type]))
 

@@ -7,7 +7,7 @@ import re
 # Mainland mobile numbers (optionally +86, optionally grouped) and landlines with an area code.
 # The look-arounds keep longer digit runs, such as epoch-millisecond timestamps, untouched.
 _PHONE = re.compile(
-    r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d){8}(?!\d)"
+    r"(?<!\d)(?P<cc>\+?86[- ]?)?(?P<mobile>1[3-9]\d(?:[- ]?\d){8})(?!\d)"
     r"|(?<!\d)0\d{2,3}[- ]?\d{7,8}(?!\d)"
     r"|(?<![\d+])\+\d{1,3}[- ]?\d(?:[- ]?\d){6,13}(?!\d)"
 )
@@ -22,7 +22,13 @@ _ADDRESS = re.compile(
 
 
 def _mask_digits(match: re.Match) -> str:
-    text = match.group(0)
+    if match.group("mobile"):  # a country code stays readable: +86 138****1234
+        return (match.group("cc") or "") + _mask(match.group("mobile"))
+    return _mask(match.group(0))
+
+
+def _mask(text: str) -> str:
+    """Keep the first 3 and the last 4 digits."""
     digits = [i for i, ch in enumerate(text) if ch.isdigit()]
     hidden = set(digits[3:-4])
     return "".join("*" if i in hidden else ch for i, ch in enumerate(text))

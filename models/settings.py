@@ -30,6 +30,9 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     # How long a finished (signed or returned) parcel is remembered, so that late or repeated
     # scans of it neither revive it nor count twice.
     finished_retention_hours: NonNegative = 24
+    # After that, how long its waybill is still recognised (as a 16-byte hash), so that
+    # stray scans of it are ignored instead of starting to track it again.
+    forget_after_days: NonNegative = 15
     # How long a stalled parcel that already alerted is kept waiting for a scan that resolves it.
     stale_after_days: Positive = 30
 
@@ -44,6 +47,10 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     @property
     def finished_retention_ms(self) -> int:
         return round(self.finished_retention_hours * HOUR_MS)
+
+    @property
+    def forget_after_ms(self) -> int:
+        return round(self.forget_after_days * DAY_MS)
 
     @property
     def stale_after_ms(self) -> int:

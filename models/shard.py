@@ -56,6 +56,8 @@ class Shard:
         watermark = self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         if watermark is not None:
             self.no_movement.on_watermark(watermark, out)
+            if self.watermark.all_caught_up:
+                self.no_movement.flush_resolved(out)
         return out
 
     def advance_idle(self, wall_ms: int) -> list[Detection]:
