@@ -32,7 +32,7 @@ Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class Scan(msgspec.Struct, kw_only=True, frozen=True):
+class Scan(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A courier scan (topic `scans`)."""
 
     event_id: EventId
@@ -55,7 +55,7 @@ class Scan(msgspec.Struct, kw_only=True, frozen=True):
     exception_code: ExceptionCode | None = None
 
 
-class Dispute(msgspec.Struct, kw_only=True, frozen=True):
+class Dispute(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A buyer's after-sales claim (topic `disputes`). `note` may hold personal data."""
 
     event_id: EventId
@@ -67,7 +67,7 @@ class Dispute(msgspec.Struct, kw_only=True, frozen=True):
     note: str | None = None
 
 
-class WeatherWarning(msgspec.Struct, kw_only=True, frozen=True):
+class WeatherWarning(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A weather warning (topic `weather`); it names causes, it does not move event time."""
 
     event_id: EventId
@@ -79,5 +79,7 @@ class WeatherWarning(msgspec.Struct, kw_only=True, frozen=True):
     end_ts: EpochMs
     severity: Annotated[int, msgspec.Meta(ge=1, le=4)]
 
+
+# gc=False: records hold only scalars and strings, so the collector never needs to walk them.
 
 Event = Scan | Dispute | WeatherWarning

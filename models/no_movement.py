@@ -67,8 +67,16 @@ class NoMovementDetector:
             row = table.add(scan.waybill)
         if table.is_duplicate(row, scan.event_id):
             return "duplicate"
-        self._remember(row, scan)
+        if is_new or scan.merchant_id or scan.order_id or scan.origin or scan.destination:
+            self._remember(row, scan)
         status = table.status[row]
+        terminal = scan.scan_type in TERMINAL_SCAN_TYPES
+        if status == ACTIVE and not is_new and not terminal and row not in self.pending:
+            ts, last_ts = scan.ts, table.last_ts[row]
+            if last_ts < ts <= last_ts + self.limit:  # the common case: the parcel moves on
+                self._set_latest(row, scan)
+                table.set_timer(row, ts + self.limit)
+                return "accepted"
         if status == FINISHED:
             pending = self.pending.get(row)
             if pending is not None and pending.anchor.ts < scan.ts < pending.resume_ts:
@@ -81,7 +89,7 @@ class NoMovementDetector:
             self._on_stalled(row, scan, out)
         else:
             self._on_active(row, scan, out)
-        if scan.scan_type in TERMINAL_SCAN_TYPES:
+        if terminal:
             table.set_status(row, FINISHED)
         self._arm(row)
         return "accepted"
@@ -131,23 +139,25 @@ class NoMovementDetector:
         table = self.parcels
         table.last_ts[row] = scan.ts
         table.last_type[row] = SCAN_TYPE_CODE[scan.scan_type]
+        code = table.strings.code
         if scan.hub_id is not None:
-            table.hub[row] = table.code(scan.hub_id)
+            table.hub[row] = code(scan.hub_id)
         if scan.city is not None:
-            table.city[row] = table.code(scan.city)
+            table.city[row] = code(scan.city)
 
     def _remember(self, row: int, scan: Scan) -> None:
         """Route, merchant and order are sent on PICKUP at least: keep what arrives."""
         table = self.parcels
-        table.carrier[row] = table.code(scan.carrier)
+        code = table.strings.code
+        table.carrier[row] = code(scan.carrier)
         if scan.merchant_id is not None:
-            table.merchant[row] = table.code(scan.merchant_id)
+            table.merchant[row] = code(scan.merchant_id)
         if scan.order_id is not None:
             table.order_id[row] = scan.order_id
         if scan.origin is not None:
-            table.origin[row] = table.code(scan.origin)
+            table.origin[row] = code(scan.origin)
         if scan.destination is not None:
-            table.destination[row] = table.code(scan.destination)
+            table.destination[row] = code(scan.destination)
 
     def _arm(self, row: int) -> None:
         """The row's one timer: the earliest of its pending silence and its status's timer."""

@@ -106,14 +106,14 @@ class ParcelTable:
 
     def is_duplicate(self, row: int, event_id: str) -> bool:
         """True if this event id was among the parcel's recent ones; else remember it."""
-        fp = event_fingerprint(event_id)
+        fp = zlib.crc32(event_id.encode()) or 1
         base = row * FINGERPRINTS
         slots = self.fingerprints
-        for i in range(base, base + FINGERPRINTS):
-            if slots[i] == fp:
-                return True
+        recent = slots[base:base + FINGERPRINTS]
+        if fp in recent:
+            return True
         # Rotate: the newest fingerprint goes first, the oldest falls off.
-        slots[base + 1:base + FINGERPRINTS] = slots[base:base + FINGERPRINTS - 1]
+        slots[base + 1:base + FINGERPRINTS] = recent[:-1]
         slots[base] = fp
         return False
 

@@ -47,12 +47,18 @@ class Shard:
     def apply(self, item: ShardInput) -> list[Detection]:
         out: list[Detection] = []
         on_scan = self.no_movement.on_scan
-        outcomes = self.outcomes
+        scans = duplicates = disputes = 0
         for event in item.events:
             if type(event) is Scan:
-                outcomes["scans", on_scan(event, out)] += 1
+                scans += 1
+                if on_scan(event, out) == "duplicate":
+                    duplicates += 1
             elif type(event) is Dispute:
-                outcomes["disputes", "accepted"] += 1
+                disputes += 1
+        outcomes = self.outcomes
+        outcomes["scans", "accepted"] += scans - duplicates
+        outcomes["scans", "duplicate"] += duplicates
+        outcomes["disputes", "accepted"] += disputes
         watermark = self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         if watermark is not None:
             self.no_movement.on_watermark(watermark, out)

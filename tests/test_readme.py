@@ -24,3 +24,17 @@ def test_quickstart_has_exactly_two_commands_demo_then_tests():
 def test_ci_runs_the_second_quickstart_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert quickstart_commands()[1] in ci
+
+
+def test_the_configuration_block_lists_every_key_with_its_default():
+    import tomllib
+
+    import msgspec
+
+    from flows.config import Settings
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration", 1)[1]
+    block = re.search(r"```toml\n(.+?)\n```", section, re.S).group(1)
+    documented = tomllib.loads(block)
+    assert documented == msgspec.to_builtins(Settings())
