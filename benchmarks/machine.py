@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 def machine() -> dict:
@@ -36,3 +38,13 @@ def rss_bytes() -> int:
     """Resident set size of this process now."""
     with open("/proc/self/statm", encoding="utf-8") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def report(benchmark: str, command: str, figures: dict, json_path: Path | None) -> None:
+    """Print the figures with the command and machine that produced them; save as JSON."""
+    result = {"benchmark": benchmark, "machine": machine(), "command": command, **figures}
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n", encoding="utf-8")

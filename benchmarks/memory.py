@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import pickle
 from pathlib import Path
 
-from benchmarks.machine import machine, rss_bytes
+from benchmarks.machine import report, rss_bytes
 from benchmarks.writers import progress_bar
 from models.events import Scan
 from models.settings import Thresholds
@@ -69,14 +68,8 @@ def main() -> None:
     parser.add_argument("--parcels", type=int, default=1_000_000)
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
-    result = {"benchmark": "memory", "machine": machine(),
-              "command": f"python -m benchmarks.memory --parcels {args.parcels}",
-              **measure(args.parcels)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
+    report("memory", f"python -m benchmarks.memory --parcels {args.parcels}",
+           measure(args.parcels), args.json)
 
 
 if __name__ == "__main__":

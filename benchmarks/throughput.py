@@ -10,7 +10,6 @@ from start to end of input: once over JSON Lines files, once through the embedde
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from alerts.metrics import Metrics
-from benchmarks.machine import machine
+from benchmarks.machine import report
 from benchmarks.scenario import Scenario, ScenarioConfig
 from benchmarks.writers import produce, write_files
 from connectors.broker import EmbeddedBroker
@@ -71,16 +70,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
-    result = {"benchmark": "throughput", "machine": machine(),
-              "command": f"python -m benchmarks.throughput --parcels {args.parcels} "
-                         f"--days {args.days:g} --seed {args.seed}",
-              **measure(args.parcels, args.days, args.seed)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
-
+    command = (f"python -m benchmarks.throughput --parcels {args.parcels} "
+               f"--days {args.days:g} --seed {args.seed}")
+    report("throughput", command, measure(args.parcels, args.days, args.seed), args.json)
 
 if __name__ == "__main__":
     main()
