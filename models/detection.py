@@ -28,3 +28,5 @@ class Detection(msgspec.Struct, kw_only=True, frozen=True):
     order_id: str | None = None
     waybill: str | None = None
     details: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Merchants to notify when the alert is not about one parcel (a route, a cluster).
+    notify: list[str] = msgspec.field(default_factory=list)

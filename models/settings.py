@@ -27,6 +27,13 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     damage_min_deliveries: PositiveInt = 50
     damage_rate_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.01
     score_interval_hours: Positive = 1
+    # SIGNED_DISPUTED evidence and risk.
+    far_signing_km: Positive = 2
+    daytime_start_hour: Annotated[int, msgspec.Meta(ge=0, le=23)] = 7
+    daytime_end_hour: Annotated[int, msgspec.Meta(ge=1, le=24)] = 22
+    dispute_rate_ratio: Positive = 2     # a hub or carrier "well above the rest"
+    critical_risk: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.7
+    reship_risk: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.6
     # How long a finished (signed or returned) parcel is remembered, so that late or repeated
     # scans of it neither revive it nor count twice.
     finished_retention_hours: NonNegative = 24
@@ -47,6 +54,14 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     @property
     def finished_retention_ms(self) -> int:
         return round(self.finished_retention_hours * HOUR_MS)
+
+    @property
+    def dispute_window_ms(self) -> int:
+        return round(self.dispute_window_days * DAY_MS)
+
+    @property
+    def score_interval_ms(self) -> int:
+        return round(self.score_interval_hours * HOUR_MS)
 
     @property
     def forget_after_ms(self) -> int:
