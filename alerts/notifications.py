@@ -47,34 +47,50 @@ class Notifier:
     """Turns alerts into notifications in one locale and time zone."""
 
     def __init__(self, locale: str = "zh-CN", zone: str = "Asia/Shanghai",
-                 coupon_amount: float = 5):
+                 coupon_amount: float = 5, reship_risk: float = 0.6, window_days: int = 30):
         self.templates = load_templates()
         self.locale = locale
         self.zone = ZoneInfo(zone)
         self.coupon_amount = coupon_amount
+        self.reship_risk = reship_risk
+        self.window_days = window_days
 
-    def for_alert(self, alert: Alert) -> list[MerchantNotification]:
+    def for_alert(self, alert: Alert, merchants: list[str] | None = None
+                  ) -> list[MerchantNotification]:
+        """One notification per affected merchant: the alert's own, or `merchants` for an
+        alert about a route or a place."""
         template = self.templates.get(alert.type, {}).get(self.locale)
-        if alert.status != "FIRING" or not alert.merchant_id or template is None:
+        merchants = merchants or ([alert.merchant_id] if alert.merchant_id else [])
+        if alert.status != "FIRING" or template is None:
             return []
         fields = self._fields(alert)
         actions = [
             SuggestedAction(code, self.templates["actions"][code][self.locale].format_map(fields))
-            for code in template["actions"]
+            for code in template["actions"] if self._applies(code, alert.details)
         ]
+        title = template["title"].format_map(fields)
+        body = template["body"].format_map(fields)
         return [MerchantNotification(
-            notification_id=stable_id(alert.alert_id, alert.merchant_id),
-            merchant_id=alert.merchant_id,
+            notification_id=stable_id(alert.alert_id, merchant),
+            merchant_id=merchant,
             alert_id=alert.alert_id,
             type=alert.type,
             waybill=alert.waybill,
             order_id=alert.order_id,
             locale=self.locale,
-            title=template["title"].format_map(fields),
-            body=template["body"].format_map(fields),
+            title=title,
+            body=body,
             suggested_actions=actions,
             event_ts=alert.event_ts,
-        )]
+        ) for merchant in merchants]
+
+    def _applies(self, code: str, details: dict) -> bool:
+        """Actions that only make sense with some evidence."""
+        if code == "RESHIP":
+            return details.get("risk", 0) >= self.reship_risk
+        if code == "SWITCH_CARRIER":
+            return details.get("better_carrier") is not None
+        return True
 
     def _fields(self, alert: Alert) -> _Blank:
         details = alert.details
@@ -88,8 +104,15 @@ class Notifier:
         )
         if "dwell_hours" in details:
             fields["dwell_hours"] = f"{details['dwell_hours']:g}"
-        if details.get("last_scan_ts") is not None:
-            fields["last_scan_time"] = self.local_time(details["last_scan_ts"])
+        for name in ("last_scan", "signed", "dispute"):
+            if details.get(f"{name}_ts") is not None:
+                fields[f"{name}_time"] = self.local_time(details[f"{name}_ts"])
+        for name in ("risk", "rate", "rate_low", "rate_high", "threshold"):
+            if details.get(name) is not None:
+                fields[f"{name}_percent"] = f"{100 * details[name]:.2f}".rstrip("0").rstrip(".")
+        if details.get("risk_factors") is not None:
+            fields["risk_factors"] = ", ".join(details["risk_factors"]) or "-"
+        fields["window_days"] = str(self.window_days)
         return fields
 
     def _place(self, details: dict) -> str:

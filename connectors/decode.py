@@ -106,7 +106,8 @@ class BatchRouter:
         else:
             targets = groups.keys()
         pid, max_ts, caught_up = batch.partition_id, progress.max_ts, batch.caught_up
-        return [(shard_key(shard), ShardInput(pid, groups.get(shard, []), max_ts, caught_up))
+        return [(shard_key(shard),
+                 ShardInput(pid, groups.get(shard, []), max_ts, caught_up, shard))
                 for shard in targets]
 
     def dead_letter(self, batch: RawBatch, offset: int, key: bytes | None,

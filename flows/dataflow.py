@@ -1,10 +1,12 @@
 """The one dataflow behind `run` (Kafka) and `replay` (files).
 
     inputs -> decode (validate, route by shard, dead letters)
-           -> parcel_shards (detectors; state keyed by shard, recovered on restart)
-           -> records (alerts, merchant notifications) -> outputs
+           -> parcel_shards (per-parcel detectors; state keyed by shard, recovered)
+           -> aggregate (routes, hubs, carriers: one global key, recovered)
+           -> records (alerts, merchant notifications, route scores) -> outputs
 
-Step ids are part of the recovery state: renaming `inputs` or `parcel_shards` drops it.
+Step ids are part of the recovery state: renaming `inputs`, `parcel_shards` or `aggregate`
+drops it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from alerts.records import to_alert
 from connectors.decode import BatchRouter
 from connectors.records import OutputRecord
 from flows.config import Settings
+from models.aggregate import Aggregate
 from models.detection import Detection
+from models.routes import RouteScore
 from models.shard import Shard, ShardInput
 
 encode = msgspec.json.encode
@@ -71,6 +75,19 @@ class ShardLogic(op.StatefulBatchLogic):
                                   self.shard.watermark.value)
 
 
+class AggregateLogic(op.StatefulBatchLogic):
+    """Bytewax wrapper around the one global `Aggregate` (routes, hubs, carriers)."""
+
+    def __init__(self, aggregate: Aggregate):
+        self.aggregate = aggregate
+
+    def on_batch(self, items: list):
+        return self.aggregate.apply(items), self.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.aggregate, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class RecordMaker:
     """Detections -> alert records and merchant notifications, stamped with the wall clock."""
 
@@ -78,11 +95,14 @@ class RecordMaker:
         self.notifier = notifier
         self.metrics = metrics
 
-    def __call__(self, keyed: tuple[str, Detection]) -> list[OutputRecord]:
-        alert = to_alert(keyed[1], now_ms())
+    def __call__(self, keyed: tuple[str, Detection | RouteScore]) -> list[OutputRecord]:
+        found = keyed[1]
+        if type(found) is RouteScore:
+            return [OutputRecord("route-scores", found.route_id, encode(found))]
+        alert = to_alert(found, now_ms())
         self.metrics.alerts.labels(alert.type, alert.status).inc()
-        records = [OutputRecord("alerts", keyed[1].subject, encode(alert))]
-        for note in self.notifier.for_alert(alert):
+        records = [OutputRecord("alerts", found.subject, encode(alert))]
+        for note in self.notifier.for_alert(alert, found.notify):
             records.append(OutputRecord("merchant-notifications", note.merchant_id, encode(note)))
             self.metrics.notifications.labels("emitted").inc()
         return records
@@ -103,7 +123,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
 
     def build_shard(resume: bytes | None) -> ShardLogic:
         if resume is None:
-            shard = Shard(thresholds, clock_partitions)
+            shard = Shard(thresholds, clock_partitions, settings.zone)
         else:
             shard = pickle.loads(resume)
             shard.resume(clock_partitions)
@@ -114,9 +134,21 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
     routed = op.flat_map("decode", batches, router.route)
     split = op.branch("split", routed, lambda kv: isinstance(kv[1], ShardInput))
     dead_letters = op.map("dead_letters", split.falses, lambda kv: kv[1])
-    detections = op.stateful_batch("parcel_shards", split.trues, build_shard)
-    maker = RecordMaker(Notifier(settings.locale, settings.zone, settings.coupon_amount_yuan),
+    found = op.stateful_batch("parcel_shards", split.trues, build_shard)
+    per_parcel = op.branch("per_parcel", found, lambda kv: type(kv[1]) is Detection)
+    to_aggregate = op.map("to_aggregate", per_parcel.falses, lambda kv: ("aggregate", kv[1]))
+
+    def build_aggregate(resume: bytes | None) -> AggregateLogic:
+        if resume is None:
+            return AggregateLogic(Aggregate(thresholds, settings.shards))
+        aggregate = pickle.loads(resume)
+        aggregate.resume()
+        return AggregateLogic(aggregate)
+
+    aggregated = op.stateful_batch("aggregate", to_aggregate, build_aggregate)
+    maker = RecordMaker(Notifier(settings.locale, settings.zone, settings.coupon_amount_yuan,
+                                 thresholds.reship_risk, thresholds.damage_window_days),
                         metrics)
-    records = op.flat_map("records", detections, maker)
+    records = op.flat_map("records", op.merge("found", per_parcel.trues, aggregated), maker)
     op.output("outputs", op.merge("all_outputs", records, dead_letters), sink)
     return flow

@@ -48,7 +48,8 @@ class Pending(NamedTuple):
 class NoMovementDetector:
     def __init__(self, thresholds: Thresholds):
         self.limit = thresholds.no_movement_ms
-        self.retention = thresholds.finished_retention_ms
+        # Signed parcels must stay for the dispute window: a claim may come that late.
+        self.retention = max(thresholds.finished_retention_ms, thresholds.dispute_window_ms)
         self.stale_after = thresholds.stale_after_ms
         self.parcels = ParcelTable()
         self.pending: dict[int, Pending] = {}

@@ -17,6 +17,8 @@ from models.events import SCAN_TYPES
 from models.interning import StringTable
 
 NO_TIMER = np.iinfo(np.int64).max
+NAN = float("nan")
+DAMAGED = 1  # flag: an EXCEPTION/DAMAGED scan or a DAMAGED dispute
 
 # Row status; the timer means: ACTIVE -> no-movement deadline, STALLED / FINISHED -> forget at.
 FREE, ACTIVE, STALLED, FINISHED = 0, 1, 2, 3
@@ -50,6 +52,14 @@ class ParcelTable:
         self.merchant = array("I")
         self.origin = array("I")
         self.destination = array("I")
+        # Signing evidence and damage, for disputes and route damage rates.
+        self.signer = array("B")      # index in SIGNERS + 1, 0 = unknown
+        self.proof = array("B")       # index in PROOFS + 1, 0 = unknown
+        self.flags = array("B")       # DAMAGED
+        self.sign_lat = array("f")    # where the SIGNED scan happened (NaN: unknown)
+        self.sign_lon = array("f")
+        self.dest_lat = array("f")    # the consignee's geocode (NaN: unknown)
+        self.dest_lon = array("f")
         self.strings = StringTable()
         self.free_rows: list[int] = []
         self.next_timer = NO_TIMER
@@ -67,8 +77,11 @@ class ParcelTable:
             row = len(self.waybill)
             self.waybill.append(waybill)
             self.order_id.append(None)
-            for column in (self.last_ts, self.timer, self.last_type, self.status, *self._ints()):
+            for column in (self.last_ts, self.timer, self.last_type, self.status, *self._ints(),
+                           *self._evidence()):
                 column.append(0)
+            for column in self._places():
+                column.append(NAN)
             self.fingerprints.extend((0,) * FINGERPRINTS)
         self.index[waybill] = row
         self.timer[row] = NO_TIMER
@@ -85,14 +98,22 @@ class ParcelTable:
         self.timer[row] = NO_TIMER
         self.last_type[row] = 0
         self.status[row] = FREE
-        for column in self._ints():
+        for column in (*self._ints(), *self._evidence()):
             column[row] = 0
+        for column in self._places():
+            column[row] = NAN
         base = row * FINGERPRINTS
         self.fingerprints[base:base + FINGERPRINTS] = array("I", (0,) * FINGERPRINTS)
         self.free_rows.append(row)
 
     def _ints(self):
         return (self.carrier, self.hub, self.city, self.merchant, self.origin, self.destination)
+
+    def _evidence(self):
+        return (self.signer, self.proof, self.flags)
+
+    def _places(self):
+        return (self.sign_lat, self.sign_lon, self.dest_lat, self.dest_lon)
 
     def set_status(self, row: int, status: int) -> None:
         self.counts[self.status[row]] -= 1

@@ -12,10 +12,11 @@ import zlib
 from collections import Counter
 from typing import NamedTuple
 
-from models.detection import Detection
+from models.aggregate import ShardTick
 from models.events import Dispute, Scan
 from models.no_movement import NoMovementDetector
 from models.settings import Thresholds
+from models.signing import DisputeMatcher
 from models.watermark import Watermark
 
 
@@ -24,55 +25,86 @@ def shard_of(waybill: str, shards: int) -> int:
     return zlib.crc32(waybill.encode()) % shards
 
 
+SIGNING_TYPES = frozenset({"SIGNED", "EXCEPTION"})
+
+
 class ShardInput(NamedTuple):
     partition: str            # "topic/partition" the events came from
     events: list              # Scan / Dispute records for this shard, in read order
     max_ts: int | None        # the largest ts read from that partition so far
     caught_up: bool           # the partition had no more records when the batch was read
+    shard: int = 0            # the shard these events belong to
 
 
 class Shard:
-    def __init__(self, thresholds: Thresholds, partitions: list[str]):
+    """Returns, per item: the per-parcel detections, then what the aggregate step needs
+    (deliveries, damage, matched claims) and a `ShardTick` with this shard's watermark."""
+
+    def __init__(self, thresholds: Thresholds, partitions: list[str],
+                 zone: str = "Asia/Shanghai"):
         self.thresholds = thresholds
         self.watermark = Watermark(partitions, thresholds.lateness_ms)
         self.no_movement = NoMovementDetector(thresholds)
+        self.disputes = DisputeMatcher(thresholds, zone, self.no_movement.parcels)
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> count
+        self.shard = 0
+        self.last_tick: ShardTick | None = None
 
     def resume(self, partitions: list[str]) -> None:
         """After a restart every partition must report again before it stops holding the
         watermark: "caught up" from before the restart says nothing about what was
         written since. Partitions added since the snapshot are expected too."""
         self.watermark.forget_progress(partitions)
+        self.last_tick = None
 
-    def apply(self, item: ShardInput) -> list[Detection]:
-        out: list[Detection] = []
+    def apply(self, item: ShardInput) -> list:
+        self.shard = item.shard
+        out: list = []
         on_scan = self.no_movement.on_scan
-        scans = duplicates = disputes = 0
+        matcher = self.disputes
+        scans = duplicates = disputes = disputes_repeated = 0
         for event in item.events:
             if type(event) is Scan:
                 scans += 1
                 if on_scan(event, out) == "duplicate":
                     duplicates += 1
+                elif event.scan_type in SIGNING_TYPES or event.dest_lat is not None:
+                    matcher.on_scan(event, out)
             elif type(event) is Dispute:
                 disputes += 1
+                if matcher.on_dispute(event) == "duplicate":
+                    disputes_repeated += 1
         outcomes = self.outcomes
         outcomes["scans", "accepted"] += scans - duplicates
         outcomes["scans", "duplicate"] += duplicates
-        outcomes["disputes", "accepted"] += disputes
-        watermark = self.watermark.observe(item.partition, item.max_ts, item.caught_up)
-        if watermark is not None:
-            self.no_movement.on_watermark(watermark, out)
-            if self.watermark.all_caught_up:
-                self.no_movement.flush_resolved(out)
+        outcomes["disputes", "accepted"] += disputes - disputes_repeated
+        outcomes["disputes", "duplicate"] += disputes_repeated
+        self.watermark.observe(item.partition, item.max_ts, item.caught_up)
+        self._advance(out)
         return out
 
-    def advance_idle(self, wall_ms: int) -> list[Detection]:
+    def advance_idle(self, wall_ms: int) -> list:
         """Called on a wall-clock cadence: with every input idle, event time follows it."""
-        out: list[Detection] = []
-        watermark = self.watermark.advance_idle(wall_ms)
-        if watermark is not None:
-            self.no_movement.on_watermark(watermark, out)
+        out: list = []
+        self.watermark.advance_idle(wall_ms)
+        self._advance(out)
         return out
+
+    def _advance(self, out: list) -> None:
+        watermark = self.watermark.value
+        if watermark is not None:
+            # Claims first: a claim needs its signed parcel, which may be freed at this
+            # watermark but was still there at the claim's time.
+            self.disputes.on_watermark(watermark, out)
+            self.no_movement.on_watermark(watermark, out)
+        caught_up = self.watermark.all_caught_up
+        if caught_up:
+            self.no_movement.flush_resolved(out)
+            self.disputes.flush(out)
+        tick = ShardTick(self.shard, watermark, caught_up)
+        if tick != self.last_tick or len(out):
+            self.last_tick = tick
+            out.append(tick)
 
     def drain_outcomes(self) -> Counter[tuple[str, str]]:
         outcomes, self.outcomes = self.outcomes, Counter()

@@ -1,0 +1,156 @@
+"""The global step: what needs every parcel at once (routes, hubs, carriers).
+
+Shards send deliveries, damage signals and matched claims, each with the event time at which
+it counts, plus ticks with their own watermark. The aggregate's watermark is the minimum over
+all shards, so when it passes a time every shard has sent everything up to that time. Items
+wait in a heap until then and are applied in event-time order; route scores are taken every
+`score_interval_hours` of event time. The result never depends on arrival order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import NamedTuple
+
+from models.detection import Detection
+from models.dispute_rates import DisputeRates
+from models.risk import risk_score
+from models.routes import RouteBoard, RouteEvent, RouteScore
+from models.settings import Thresholds
+from models.signing import DisputeCandidate, Signed
+
+SIGNED_DISPUTED = "SIGNED_DISPUTED"
+
+
+class ShardTick(NamedTuple):
+    shard: int
+    watermark: int | None
+    caught_up: bool          # every input partition was caught up for that shard
+
+
+class Aggregate:
+    def __init__(self, thresholds: Thresholds, shards: int):
+        self.thresholds = thresholds
+        self.interval = thresholds.score_interval_ms
+        self.marks: dict[int, int | None] = dict.fromkeys(range(shards))
+        self.caught_up: dict[int, bool] = dict.fromkeys(range(shards), False)
+        self.heap: list[tuple[int, int, object]] = []
+        self.seq = 0
+        self.next_score: int | None = None
+        self.watermark: int | None = None
+        self.routes = RouteBoard(thresholds)
+        self.rates = DisputeRates(thresholds)
+
+    def resume(self) -> None:
+        """After a restart every shard must tick again before time moves."""
+        self.caught_up = dict.fromkeys(self.caught_up, False)
+
+    def apply(self, items: list) -> list[Detection | RouteScore]:
+        out: list[Detection | RouteScore] = []
+        for item in items:
+            if type(item) is ShardTick:
+                if item.watermark is not None:
+                    previous = self.marks.get(item.shard)
+                    self.marks[item.shard] = max(previous or item.watermark, item.watermark)
+                self.caught_up[item.shard] = item.caught_up
+            else:
+                self.seq += 1
+                heapq.heappush(self.heap, (self._due(item), self.seq, item))
+        marks = list(self.marks.values())
+        if None not in marks:
+            self._advance(min(marks), out)
+        if all(self.caught_up.values()):
+            self._flush_claims(out)
+        return out
+
+    @staticmethod
+    def _due(item) -> int:
+        if type(item) is Signed:
+            return item.signed_ts
+        if type(item) is RouteEvent:
+            return item.at_ts
+        return item.dispute_ts
+
+    def _advance(self, watermark: int, out: list) -> None:
+        if self.watermark is not None and watermark <= self.watermark:
+            return
+        self.watermark = watermark
+        if self.next_score is None and self.heap:
+            first = self.heap[0][0]
+            self.next_score = -(-first // self.interval) * self.interval
+        while self.next_score is not None and self.next_score <= watermark:
+            self._apply_until(self.next_score, out)
+            scores, alerts = self.routes.score(self.next_score)
+            out.extend(scores)
+            out.extend(alerts)
+            self.rates.forget_before(self.next_score)
+            self.next_score += self.interval
+        self._apply_until(watermark, out)
+
+    def _apply_until(self, ts: int, out: list) -> None:
+        heap = self.heap
+        while heap and heap[0][0] <= ts:
+            self._apply(heapq.heappop(heap)[2], out)
+
+    def _apply(self, item, out: list) -> None:
+        if type(item) is Signed:
+            self.routes.apply(RouteEvent("delivery", item.carrier, item.origin,
+                                         item.destination, item.merchant_id, item.signed_ts,
+                                         item.signed_ts))
+            if item.damaged:
+                self.routes.apply(RouteEvent("damage", item.carrier, item.origin,
+                                             item.destination, item.merchant_id,
+                                             item.signed_ts, item.signed_ts))
+            self.rates.delivered(self._keys(item.hub_id, item.carrier), item.signed_ts)
+        elif type(item) is RouteEvent:
+            self.routes.apply(item)
+        else:
+            out.append(self._claim(item))
+
+    @staticmethod
+    def _keys(hub: str | None, carrier: str | None) -> list[str]:
+        return [f"hub:{hub}" if hub else "hub:?", f"carrier:{carrier}"]
+
+    def _flush_claims(self, out: list) -> None:
+        """Every input is read: claims still waiting cannot be changed by anything more."""
+        waiting = [entry for entry in self.heap if type(entry[2]) is DisputeCandidate]
+        if not waiting:
+            return
+        self.heap = [entry for entry in self.heap if type(entry[2]) is not DisputeCandidate]
+        heapq.heapify(self.heap)
+        for _, _, claim in sorted(waiting):
+            out.append(self._claim(claim))
+
+    def _claim(self, claim: DisputeCandidate) -> Detection:
+        hub_key, carrier_key = self._keys(claim.hub_id, claim.carrier)
+        factors = list(claim.factors)
+        if claim.hub_id and self.rates.is_high(hub_key, "hub:", claim.dispute_ts):
+            factors.append("HUB_DISPUTE_RATE_HIGH")
+        if self.rates.is_high(carrier_key, "carrier:", claim.dispute_ts):
+            factors.append("CARRIER_DISPUTE_RATE_HIGH")
+        self.rates.disputed([hub_key, carrier_key], claim.signed_ts)
+        risk = risk_score(factors)
+        return Detection(
+            type=SIGNED_DISPUTED,
+            status="FIRING",
+            severity="CRITICAL" if risk >= self.thresholds.critical_risk else "WARNING",
+            subject=claim.waybill,
+            onset_ts=claim.dispute_ts,
+            event_ts=claim.dispute_ts,
+            carrier=claim.carrier,
+            merchant_id=claim.merchant_id,
+            order_id=claim.order_id,
+            waybill=claim.waybill,
+            details={
+                "signed_ts": claim.signed_ts,
+                "signer": claim.signer,
+                "proof": claim.proof,
+                "hub_id": claim.hub_id,
+                "dispute_ts": claim.dispute_ts,
+                "dispute_id": claim.dispute_id,
+                "distance_km": claim.distance_km,
+                "risk": risk,
+                "risk_factors": factors,
+                "buyer_note": claim.note,
+            },
+        )

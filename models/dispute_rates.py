@@ -1,0 +1,82 @@
+"""Recent signed-dispute rates of hubs and carriers: "is this hub well above the rest?"
+
+Per key (a hub, a carrier), daily counts of deliveries and of NOT_RECEIVED claims that
+matched them, over the trailing `damage_window_days`. A key is flagged when it has at least
+`damage_min_deliveries` deliveries and the lower end of the 95% Wilson interval of its rate
+is more than `dispute_rate_ratio` times the pooled rate of all the other keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from models.settings import DAY_MS, Thresholds
+
+Z95 = 1.959964
+
+
+def wilson_low(successes: int, trials: int) -> float:
+    if trials == 0:
+        return 0.0
+    p = successes / trials
+    centre = p + Z95 * Z95 / (2 * trials)
+    spread = Z95 * math.sqrt(p * (1 - p) / trials + Z95 * Z95 / (4 * trials * trials))
+    return max(0.0, (centre - spread) / (1 + Z95 * Z95 / trials))
+
+
+class DisputeRates:
+    def __init__(self, thresholds: Thresholds):
+        self.days = thresholds.damage_window_days
+        self.min_deliveries = thresholds.damage_min_deliveries
+        self.ratio = thresholds.dispute_rate_ratio
+        # key -> day -> [deliveries, disputes]
+        self.counts: dict[str, dict[int, list[int]]] = defaultdict(dict)
+
+    def _bucket(self, key: str, ts: int) -> list[int]:
+        days = self.counts[key]
+        day = ts // DAY_MS
+        bucket = days.get(day)
+        if bucket is None:
+            bucket = days[day] = [0, 0]
+        return bucket
+
+    def delivered(self, keys: list[str], signed_ts: int) -> None:
+        for key in keys:
+            self._bucket(key, signed_ts)[0] += 1
+
+    def disputed(self, keys: list[str], signed_ts: int) -> None:
+        for key in keys:
+            self._bucket(key, signed_ts)[1] += 1
+
+    def _window(self, key: str, at: int) -> tuple[int, int]:
+        last = at // DAY_MS
+        deliveries = disputes = 0
+        for day, (n, k) in self.counts.get(key, {}).items():
+            if last - self.days < day <= last:
+                deliveries += n
+                disputes += k
+        return deliveries, disputes
+
+    def is_high(self, key: str, kind: str, at: int) -> bool:
+        """Is `key` (of keys starting with `kind`) well above the rest at event time `at`?"""
+        deliveries, disputes = self._window(key, at)
+        if deliveries < self.min_deliveries:
+            return False
+        rest_n = rest_k = 0
+        for other in self.counts:
+            if other != key and other.startswith(kind):
+                n, k = self._window(other, at)
+                rest_n += n
+                rest_k += k
+        rest_rate = rest_k / rest_n if rest_n else 0.0
+        return wilson_low(disputes, deliveries) > self.ratio * rest_rate
+
+    def forget_before(self, ts: int) -> None:
+        first = ts // DAY_MS - self.days
+        for key in list(self.counts):
+            days = self.counts[key]
+            for day in [d for d in days if d <= first]:
+                del days[day]
+            if not days:
+                del self.counts[key]

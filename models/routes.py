@@ -1,0 +1,320 @@
+"""ROUTE_DAMAGE_RATE and the `route-scores` records: damage rates per route (carrier, origin,
+destination) over the trailing `damage_window_days` (30) of signed deliveries.
+
+Raw rates of small routes are noise (1 damaged of 3 is not a 33 % route), so every route's
+rate is an empirical-Bayes posterior: a beta prior fitted across all routes, updated with the
+route's own counts. A route alerts only when it has enough deliveries and even the lower end
+of its 95 % interval is above the threshold.
+
+Counts live in one 2-D numpy array per kind, [route rows x ring of days]: a route costs two
+rows of int32, a day is a column, and moving to a new day clears one column for all routes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import msgspec
+import numpy as np
+from scipy.special import betaincinv
+
+from models.detection import Detection
+from models.settings import DAY_MS, Thresholds
+
+ROUTE_DAMAGE_RATE = "ROUTE_DAMAGE_RATE"
+# Prior strength alpha + beta: a weak prior when the data say nothing about the spread
+# between routes, and bounds so that one odd fit neither ignores nor swamps a route's counts.
+WEAK_PRIOR_STRENGTH = 2.0
+MIN_PRIOR_STRENGTH = 2.0
+MAX_PRIOR_STRENGTH = 10_000.0
+DIGITS = 6
+
+RouteKey = tuple[str, str | None, str | None]
+
+
+class RouteEvent(NamedTuple):
+    """A delivery (SIGNED scan) or a damage signal of a delivered parcel, by its route."""
+
+    kind: str                 # "delivery" or "damage"
+    carrier: str
+    origin: str | None
+    destination: str | None
+    merchant_id: str | None
+    signed_ts: int            # the delivery's SIGNED time: it picks the daily bucket
+    at_ts: int                # event time at which it became known
+
+
+def route_id(carrier: str, origin: str | None, destination: str | None) -> str:
+    return f"{carrier}:{origin or '?'}>{destination or '?'}"
+
+
+class RouteScore(msgspec.Struct, kw_only=True):
+    """One `route-scores` record."""
+
+    route_id: str
+    carrier: str
+    origin: str | None
+    destination: str | None
+    deliveries: int
+    damaged: int
+    rate: float
+    rate_low: float
+    rate_high: float
+    window_end_ts: int
+
+
+def fit_prior(deliveries: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
+    """Empirical-Bayes beta prior (alpha, beta) fitted across all routes by the method of moments.
+
+    Route i has n_i deliveries and k_i damaged, p_i = k_i / n_i, with N = sum n_i and m routes.
+    If rates are Beta(alpha, beta) with mean mu and rho = 1 / (alpha + beta + 1), then
+    Var(p_i) = mu (1 - mu) (1 + (n_i - 1) rho) / n_i: binomial noise plus the spread between
+    routes. Matching the delivery-weighted sum of squares S = sum n_i (p_i - mu^)^2 around the
+    pooled mean mu^ = sum k_i / N to its expectation (which accounts for mu^ being estimated)
+    gives the ANOVA estimator of the intraclass correlation:
+
+        rho^ = (S / (mu^ (1 - mu^)) - (m - 1)) / (N - sum n_i^2 / N - (m - 1))
+
+    and alpha + beta = 1 / rho^ - 1, alpha = mu^ (alpha + beta), beta = (1 - mu^) (alpha + beta).
+    Weighting by n_i keeps tiny routes, whose raw rates are mostly noise, from dominating.
+
+    Degenerate cases (fewer than two routes, no damage at all or nothing but damage, no
+    spread beyond binomial noise, too little data for the denominator) fall back to a weak
+    prior (alpha + beta = 2) around the smoothed pooled mean (K + 0.5) / (N + 1). The strength
+    is clamped to [2, 10000] either way.
+    """
+    n = np.asarray(deliveries, dtype=np.float64)
+    k = np.minimum(np.asarray(damaged, dtype=np.float64), n)
+    keep = n > 0
+    n, k = n[keep], k[keep]
+    total, hits, m = float(n.sum()), float(k.sum()), len(n)
+    weak_mean = (hits + 0.5) / (total + 1.0)
+    strength = WEAK_PRIOR_STRENGTH
+    mean = weak_mean
+    if m >= 2 and 0 < hits < total:
+        mu = hits / total
+        spread = float(np.sum(n * (k / n - mu) ** 2)) / (mu * (1 - mu))
+        denominator = total - float(np.sum(n * n)) / total - (m - 1)
+        if denominator > 0:
+            rho = (spread - (m - 1)) / denominator
+            if 0 < rho < 1:
+                mean, strength = mu, 1 / rho - 1
+    strength = min(max(strength, MIN_PRIOR_STRENGTH), MAX_PRIOR_STRENGTH)
+    return mean * strength, (1 - mean) * strength
+
+
+def posterior_bounds(alpha: float, beta: float, deliveries: np.ndarray, damaged: np.ndarray,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean and central 95 % interval of each route's rate, Beta(a + k, b + n - k)."""
+    n = np.asarray(deliveries, dtype=np.float64)
+    k = np.minimum(np.asarray(damaged, dtype=np.float64), n)
+    a = alpha + k
+    b = beta + n - k
+    rate = a / (a + b)
+    return rate, betaincinv(a, b, 0.025), betaincinv(a, b, 0.975)
+
+
+class RouteBoard:
+    """Daily delivery and damage counts per route, their scores and ROUTE_DAMAGE_RATE alerts."""
+
+    def __init__(self, thresholds: Thresholds):
+        self.window_days = thresholds.damage_window_days
+        self.min_deliveries = thresholds.damage_min_deliveries
+        self.threshold = thresholds.damage_rate_threshold
+        # Damage can be learnt up to the dispute window after signing, and a score may lag
+        # the newest event by as much: keep that many days beyond the window.
+        self.ring = self.window_days + math.ceil(thresholds.dispute_window_days)
+        self.head: int | None = None                 # newest day held in the ring
+        self.index: dict[RouteKey, int] = {}
+        self.keys: list[RouteKey | None] = []        # by row; None = free
+        self.ids: list[str] = []                     # route_id by row
+        self.free_rows: list[int] = []
+        self.delivered = np.zeros((0, self.ring), dtype=np.int32)
+        self.damaged = np.zeros((0, self.ring), dtype=np.int32)
+        self.merchants: dict[int, dict[str, int]] = {}   # row -> merchant -> last signed day
+        self.firing: dict[int, tuple[int, str]] = {}     # row -> onset_ts, severity if open
+        self.pruned_day: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # -- events --------------------------------------------------------------------------
+
+    def apply(self, event: RouteEvent) -> None:
+        """Count one event in the bucket of its signed day; events are applied in at_ts order."""
+        day = event.signed_ts // DAY_MS
+        self._advance(day)
+        if day <= self.head - self.ring:
+            return  # older than anything kept
+        row = self._row((event.carrier, event.origin, event.destination))
+        column = day % self.ring
+        if event.kind == "delivery":
+            self.delivered[row, column] += 1
+            if event.merchant_id is not None:
+                seen = self.merchants.setdefault(row, {})
+                seen[event.merchant_id] = max(day, seen.get(event.merchant_id, day))
+        elif event.kind == "damage":
+            self.damaged[row, column] += 1
+        else:
+            raise ValueError(f"unknown route event kind {event.kind!r}")
+
+    def _advance(self, day: int) -> None:
+        """Make `day` the newest day if it is newer, clearing the columns of dropped days."""
+        if self.head is None:
+            self.head = day
+            return
+        if day <= self.head:
+            return
+        fresh = np.arange(max(self.head + 1, day - self.ring + 1), day + 1) % self.ring
+        self.delivered[:, fresh] = 0
+        self.damaged[:, fresh] = 0
+        self.head = day
+
+    def _row(self, key: RouteKey) -> int:
+        row = self.index.get(key)
+        if row is not None:
+            return row
+        if self.free_rows:
+            row = self.free_rows.pop()
+            self.keys[row] = key
+            self.ids[row] = route_id(*key)
+        else:
+            row = len(self.keys)
+            self.keys.append(key)
+            self.ids.append(route_id(*key))
+            if row >= len(self.delivered):
+                grow = max(64, len(self.delivered))
+                pad = np.zeros((grow, self.ring), dtype=np.int32)
+                self.delivered = np.concatenate([self.delivered, pad])
+                self.damaged = np.concatenate([self.damaged, pad])
+        self.index[key] = row
+        return row
+
+    # -- scores and alerts ---------------------------------------------------------------
+
+    def score(self, window_end_ts: int) -> tuple[list[RouteScore], list[Detection]]:
+        """Scores of the routes with deliveries in the window ending with the day of
+        `window_end_ts`, and the alerts that fired or resolved since the last call."""
+        end_day = window_end_ts // DAY_MS
+        if self.head is None:
+            return [], []
+        self._advance(end_day)
+        first_day = max(end_day - self.window_days + 1, self.head - self.ring + 1)
+        columns = np.arange(first_day, end_day + 1) % self.ring
+        rows = np.array(sorted(self.index.values()), dtype=np.intp)
+        window = np.ix_(rows, columns)
+        n = self.delivered[window].sum(axis=1, dtype=np.int64)
+        k = np.minimum(self.damaged[window].sum(axis=1, dtype=np.int64), n)
+        scored = n > 0
+        alpha, beta = fit_prior(n[scored], k[scored])
+        rate, low, high = posterior_bounds(alpha, beta, n, k)
+        flagged = (n >= self.min_deliveries) & (low > self.threshold)
+        self._prune_merchants(end_day, first_day)
+
+        stats = {int(row): (int(n[i]), int(k[i]), float(rate[i]), float(low[i]),
+                            float(high[i])) for i, row in enumerate(rows.tolist())}
+        scores = [self._record(row, stats[row], window_end_ts)
+                  for row in sorted(rows[scored].tolist(), key=self.ids.__getitem__)]
+
+        detections: list[Detection] = []
+        now_flagged = set(rows[flagged].tolist())
+        lanes: dict[tuple[str | None, str | None], list[tuple[float, str]]] | None = None
+        for row in sorted(now_flagged | set(self.firing), key=self.ids.__getitem__):
+            if row in now_flagged and row not in self.firing:
+                if lanes is None:
+                    lanes = self._lanes(stats)
+                fired = self._detection(row, stats[row], "FIRING", window_end_ts,
+                                        window_end_ts, lanes, first_day)
+                self.firing[row] = (window_end_ts, fired.severity)
+                detections.append(fired)
+            elif row not in now_flagged and row in self.firing:
+                onset, severity = self.firing.pop(row)
+                detections.append(self._detection(row, stats[row], "RESOLVED", onset,
+                                                  window_end_ts, None, first_day, severity))
+
+        self._drop_empty_routes()
+        return scores, detections
+
+    def _record(self, row: int, stat: tuple, window_end_ts: int) -> RouteScore:
+        carrier, origin, destination = self.keys[row]
+        deliveries, damaged, rate, low, high = stat
+        return RouteScore(route_id=self.ids[row], carrier=carrier, origin=origin,
+                          destination=destination, deliveries=deliveries, damaged=damaged,
+                          rate=round(rate, DIGITS), rate_low=round(low, DIGITS),
+                          rate_high=round(high, DIGITS), window_end_ts=window_end_ts)
+
+    def _lanes(self, stats: dict[int, tuple]) -> dict[tuple, list[tuple[float, str]]]:
+        """(origin, destination) -> (rate_high, carrier) of routes with enough deliveries."""
+        lanes: dict[tuple, list[tuple[float, str]]] = {}
+        for row, (deliveries, _, _, _, high) in stats.items():
+            if deliveries >= self.min_deliveries:
+                carrier, origin, destination = self.keys[row]
+                lanes.setdefault((origin, destination), []).append((high, carrier))
+        return lanes
+
+    def _detection(self, row: int, stat: tuple, status: str, onset_ts: int, event_ts: int,
+                   lanes: dict | None, first_day: int, severity: str | None = None,
+                   ) -> Detection:
+        """A RESOLVED keeps its FIRING's onset and severity, so it closes the same alert."""
+        carrier, origin, destination = self.keys[row]
+        deliveries, damaged, rate, low, high = stat
+        if severity is None:
+            severity = "CRITICAL" if low > 2 * self.threshold else "WARNING"
+        better = None
+        if lanes is not None:
+            others = [c for c in lanes.get((origin, destination), []) if c[1] != carrier]
+            better = min(others, default=None)
+        merchants = self.merchants.get(row, {})
+        notify = sorted(m for m, day in merchants.items() if day >= first_day)
+        return Detection(
+            type=ROUTE_DAMAGE_RATE,
+            status=status,
+            severity=severity,
+            subject=self.ids[row],
+            onset_ts=onset_ts,
+            event_ts=event_ts,
+            carrier=carrier,
+            details={
+                "route_id": self.ids[row],
+                "origin": origin,
+                "destination": destination,
+                "deliveries": deliveries,
+                "damaged": damaged,
+                "rate": round(rate, DIGITS),
+                "rate_low": round(low, DIGITS),
+                "rate_high": round(high, DIGITS),
+                "threshold": self.threshold,
+                "better_carrier": better[1] if better else None,
+                "better_carrier_rate_high": round(better[0], DIGITS) if better else None,
+            },
+            notify=notify if status == "FIRING" else [],
+        )
+
+    # -- memory --------------------------------------------------------------------------
+
+    def _prune_merchants(self, end_day: int, first_day: int) -> None:
+        """Once a day, forget merchants with no delivery in the window."""
+        if self.pruned_day is not None and end_day <= self.pruned_day:
+            return
+        self.pruned_day = end_day
+        for row in list(self.merchants):
+            seen = self.merchants[row]
+            for merchant in [m for m, day in seen.items() if day < first_day]:
+                del seen[merchant]
+            if not seen:
+                del self.merchants[row]
+
+    def _drop_empty_routes(self) -> None:
+        """Free the rows of routes with nothing left in any bucket and no open alert."""
+        rows = np.array(sorted(self.index.values()), dtype=np.intp)
+        if not len(rows):
+            return
+        empty = ~(self.delivered[rows].any(axis=1) | self.damaged[rows].any(axis=1))
+        for row in rows[empty].tolist():
+            if row in self.firing:
+                continue
+            del self.index[self.keys[row]]
+            self.keys[row] = None
+            self.merchants.pop(row, None)
+            self.free_rows.append(row)

@@ -1,0 +1,195 @@
+"""SIGNED_DISPUTED, the parcel side: signing evidence, damage signals, dispute matching.
+
+A dispute is judged when the watermark passes its `ts`: by then every scan up to that time
+has been read, so whether the scan or the claim was read first never changes the answer. A
+`NOT_RECEIVED` claim matches when the parcel's latest scan at the claim's time is `SIGNED`
+and the claim is dated within `dispute_window_days` after signing; a `DAMAGED` claim in that
+window marks the delivery damaged (for route damage rates). Signed parcels stay in the
+parcel table for the dispute window, then are freed like every finished parcel.
+
+Risk factors that need only this parcel are found here; those that need every hub and
+carrier (their recent signed-dispute rates) are added by the aggregation step.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import zlib
+from datetime import UTC, datetime
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from models.events import Dispute, Proof, Scan, Signer
+from models.geo import haversine_km
+from models.parcels import DAMAGED, FINISHED, ParcelTable
+from models.privacy import mask_personal_data
+from models.routes import RouteEvent
+from models.settings import Thresholds
+
+SIGNERS: tuple[str, ...] = Signer.__args__
+PROOFS: tuple[str, ...] = Proof.__args__
+SIGNED = 2  # flag: the SIGNED scan's evidence is recorded in the row
+
+
+class Signed(NamedTuple):
+    """A delivery, for route damage rates and hub / carrier dispute rates."""
+
+    carrier: str
+    origin: str | None
+    destination: str | None
+    merchant_id: str | None
+    hub_id: str | None
+    signed_ts: int
+    damaged: bool
+
+
+class DisputeCandidate(NamedTuple):
+    """A NOT_RECEIVED claim that matched a signed parcel, with its local evidence."""
+
+    dispute_id: str
+    dispute_ts: int
+    waybill: str
+    carrier: str | None
+    merchant_id: str | None
+    order_id: str | None
+    hub_id: str | None
+    signed_ts: int
+    signer: str | None
+    proof: str | None
+    distance_km: float | None
+    factors: tuple[str, ...]
+    note: str | None                 # masked
+
+
+class DisputeMatcher:
+    def __init__(self, thresholds: Thresholds, zone: str, parcels: ParcelTable):
+        self.thresholds = thresholds
+        self.window = thresholds.dispute_window_ms
+        self.zone = ZoneInfo(zone)
+        self.parcels = parcels
+        self.queue: list[tuple[int, int, Dispute]] = []   # (ts, seq, dispute), by ts
+        self.seen: dict[int, int] = {}                     # dispute fingerprint -> ts
+        self.seq = 0
+
+    # -- scans ---------------------------------------------------------------------------
+
+    def on_scan(self, scan: Scan, out: list) -> None:
+        """After the parcel table applied the scan: record what disputes and routes need."""
+        table = self.parcels
+        row = table.index.get(scan.waybill)
+        if row is None:
+            return
+        if scan.dest_lat is not None and scan.dest_lon is not None:
+            table.dest_lat[row], table.dest_lon[row] = scan.dest_lat, scan.dest_lon
+        if scan.scan_type == "EXCEPTION" and scan.exception_code == "DAMAGED":
+            self._damaged_by_scan(row, scan, out)
+        elif (scan.scan_type == "SIGNED" and table.status[row] == FINISHED
+              and not table.flags[row] & SIGNED):
+            self._record_signing(row, scan, out)
+
+    def _damaged_by_scan(self, row: int, scan: Scan, out: list) -> None:
+        table = self.parcels
+        if table.flags[row] & DAMAGED:
+            return
+        if not table.flags[row] & SIGNED:
+            table.flags[row] |= DAMAGED  # the delivery, when it comes, counts as damaged
+            return
+        signed_ts = table.last_ts[row]
+        if scan.ts <= signed_ts + self.window:  # read after the delivery was counted
+            table.flags[row] |= DAMAGED
+            out.append(self._damage(row, max(scan.ts, signed_ts)))
+
+    def _damage(self, row: int, at_ts: int) -> RouteEvent:
+        table, text = self.parcels, self.parcels.text
+        return RouteEvent("damage", text(table.carrier[row]), text(table.origin[row]),
+                          text(table.destination[row]), text(table.merchant[row]),
+                          table.last_ts[row], at_ts)
+
+    def _record_signing(self, row: int, scan: Scan, out: list) -> None:
+        table = self.parcels
+        table.flags[row] |= SIGNED
+        table.signer[row] = SIGNERS.index(scan.signer) + 1 if scan.signer else 0
+        table.proof[row] = PROOFS.index(scan.proof) + 1 if scan.proof else 0
+        if scan.lat is not None and scan.lon is not None:
+            table.sign_lat[row], table.sign_lon[row] = scan.lat, scan.lon
+        text = table.text
+        out.append(Signed(
+            carrier=scan.carrier, origin=text(table.origin[row]),
+            destination=text(table.destination[row]), merchant_id=text(table.merchant[row]),
+            hub_id=scan.hub_id, signed_ts=table.last_ts[row],
+            damaged=bool(table.flags[row] & DAMAGED)))
+
+    # -- disputes ------------------------------------------------------------------------
+
+    def on_dispute(self, dispute: Dispute) -> str:
+        """Queue a claim until the watermark passes it; repeats of an event id are ignored."""
+        fingerprint = zlib.crc32(dispute.event_id.encode())
+        if fingerprint in self.seen:
+            return "duplicate"
+        self.seen[fingerprint] = dispute.ts
+        if dispute.kind in ("NOT_RECEIVED", "DAMAGED"):
+            self.seq += 1
+            heapq.heappush(self.queue, (dispute.ts, self.seq, dispute))
+        return "accepted"
+
+    def on_watermark(self, watermark: int, out: list) -> None:
+        queue = self.queue
+        while queue and queue[0][0] <= watermark:
+            self._judge(heapq.heappop(queue)[2], out)
+        if len(self.seen) > 1024:  # forget fingerprints once their claims are long judged
+            horizon = watermark - self.window
+            self.seen = {fp: ts for fp, ts in self.seen.items() if ts > horizon}
+
+    def flush(self, out: list) -> None:
+        """Every input is read to its end: judge what is still queued."""
+        while self.queue:
+            self._judge(heapq.heappop(self.queue)[2], out)
+
+    def _judge(self, dispute: Dispute, out: list) -> None:
+        table = self.parcels
+        row = table.index.get(dispute.waybill)
+        if row is None or not table.flags[row] & SIGNED:
+            return
+        signed_ts = table.last_ts[row]
+        if not signed_ts <= dispute.ts <= signed_ts + self.window:
+            return
+        text = table.text
+        if dispute.kind == "DAMAGED":
+            if not table.flags[row] & DAMAGED:
+                table.flags[row] |= DAMAGED
+                out.append(self._damage(row, dispute.ts))
+            return
+        signer = SIGNERS[table.signer[row] - 1] if table.signer[row] else None
+        proof = PROOFS[table.proof[row] - 1] if table.proof[row] else None
+        distance = self._distance_km(row)
+        factors = []
+        if signer != "RECIPIENT":
+            factors.append(f"SIGNER_{signer or 'UNKNOWN'}")
+        if proof in (None, "NONE"):
+            factors.append("PROOF_NONE")
+        if distance is not None and distance > self.thresholds.far_signing_km:
+            factors.append("FAR_FROM_CONSIGNEE")
+        if self._at_night(signed_ts):
+            factors.append("NIGHT_SIGNING")
+        out.append(DisputeCandidate(
+            dispute_id=dispute.event_id, dispute_ts=dispute.ts, waybill=dispute.waybill,
+            carrier=text(table.carrier[row]),
+            merchant_id=dispute.merchant_id or text(table.merchant[row]),
+            order_id=dispute.order_id or table.order_id[row],
+            hub_id=text(table.hub[row]), signed_ts=signed_ts, signer=signer, proof=proof,
+            distance_km=None if distance is None else round(distance, 2),
+            factors=tuple(factors),
+            note=None if dispute.note is None else mask_personal_data(dispute.note)))
+
+    def _distance_km(self, row: int) -> float | None:
+        table = self.parcels
+        points = (table.sign_lat[row], table.sign_lon[row], table.dest_lat[row],
+                  table.dest_lon[row])
+        if any(math.isnan(p) for p in points):
+            return None
+        return haversine_km(*points)
+
+    def _at_night(self, ts: int) -> bool:
+        hour = datetime.fromtimestamp(ts / 1000, tz=UTC).astimezone(self.zone).hour
+        return not self.thresholds.daytime_start_hour <= hour < self.thresholds.daytime_end_hour
