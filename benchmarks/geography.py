@@ -32,3 +32,15 @@ HUBS_PER_CITY = 3
 
 def hub_id(carrier: str, city_index: int, hub: int) -> str:
     return f"{carrier}-{city_index:02d}{hub}"
+
+# Share of parcels damaged, by carrier: SF < 0.1%, JD < 0.2%, small couriers > 1%.
+DAMAGE_RATES: dict[str, float] = {
+    "SF": 0.0008, "JD": 0.0015, "EMS": 0.004, "ZTO": 0.005, "YTO": 0.006, "YUNDA": 0.007,
+    "STO": 0.012, "JT": 0.014,
+}
+
+# One busy lane, and on it one carrier that breaks far more goods than the rest.
+HOT_LANE = ("广州", "上海")
+HOT_LANE_SHARE = 0.08
+BAD_ROUTE = ("JT", "广州", "上海")
+BAD_ROUTE_DAMAGE_RATE = 0.08

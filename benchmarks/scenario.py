@@ -18,7 +18,17 @@ from dataclasses import asdict, dataclass, field
 
 import msgspec
 
-from benchmarks.geography import CARRIERS, CITIES, HUBS_PER_CITY, hub_id
+from benchmarks.geography import (
+    BAD_ROUTE,
+    BAD_ROUTE_DAMAGE_RATE,
+    CARRIERS,
+    CITIES,
+    DAMAGE_RATES,
+    HOT_LANE,
+    HOT_LANE_SHARE,
+    HUBS_PER_CITY,
+    hub_id,
+)
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -55,6 +65,7 @@ class Truth:
 
     alerts: list[dict] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    bad_routes: list[str] = field(default_factory=list)  # routes injected with high damage
 
 
 class Scenario:
@@ -111,7 +122,10 @@ class Scenario:
 
     def _route(self) -> list[tuple[str, int]]:
         rng = self.rng
-        origin, destination = rng.sample(range(len(CITY_NAMES)), 2)
+        if rng.random() < HOT_LANE_SHARE:
+            origin, destination = (CITY_NAMES.index(city) for city in HOT_LANE)
+        else:
+            origin, destination = rng.sample(range(len(CITY_NAMES)), 2)
         stops = [origin]
         if rng.random() < 0.6:
             others = [c for c in range(len(CITY_NAMES)) if c not in (origin, destination)]
@@ -119,10 +133,10 @@ class Scenario:
         stops.append(destination)
         return [(CITY_NAMES[c], c) for c in stops]
 
-    def _journey(self, created: int) -> list[tuple[str, int, int, dict]]:
+    def _journey(self, created: int, stops: list[tuple[str, int]], damaged_in_transit: bool
+                 ) -> list[tuple[str, int, int, dict]]:
         """(scan_type, ts, city index, extra fields) of a normal trip, gaps well under 72 h."""
         rng = self.rng
-        stops = self._route()
         steps: list = []
         ts = created
         for n, (_, city) in enumerate(stops):
@@ -134,7 +148,10 @@ class Scenario:
             if rng.random() < self.config.exception_rate:
                 ts += rng.randrange(HOUR, 8 * HOUR)
                 steps.append(("EXCEPTION", ts, city, {"exception_code": rng.choice(
-                    ["WEATHER", "ADDRESS", "OTHER", "DAMAGED"])}))
+                    ["WEATHER", "ADDRESS", "OTHER"])}))
+            if damaged_in_transit and n == len(stops) - 1:
+                ts += rng.randrange(HOUR, 4 * HOUR)
+                steps.append(("EXCEPTION", ts, city, {"exception_code": "DAMAGED"}))
             if n < len(stops) - 1:
                 ts += rng.randrange(HOUR, 8 * HOUR)
                 steps.append(("DEPART", ts, city, {}))
@@ -176,15 +193,20 @@ class Scenario:
         cfg, rng = self.config, self.rng
         carrier = rng.choices(CARRIER_NAMES, CARRIER_WEIGHTS)[0]
         waybill = f"{carrier}{cfg.seed:02d}{i:010d}"
-        steps = self._journey(created)
+        stops = self._route()
+        origin, destination = stops[0][0], stops[-1][0]
+        damage_rate = (BAD_ROUTE_DAMAGE_RATE if (carrier, origin, destination) == BAD_ROUTE
+                       else DAMAGE_RATES[carrier])
+        damaged = rng.random() < damage_rate
+        in_transit = damaged and rng.random() < 0.5
+        steps = self._journey(created, stops, in_transit)
         if rng.random() < cfg.stall_rate:
             steps = self._stall(steps)
-        origin, destination = CITY_NAMES[steps[0][2]], None
-        dest_city = self._route_end(steps)
-        destination = CITY_NAMES[dest_city]
         merchant = f"M{rng.randrange(cfg.merchants):05d}"
         order = f"O{cfg.seed:02d}{i:010d}"
-        dest_lat, dest_lon = CITIES[destination]
+        city_lat, city_lon = CITIES[destination]
+        home = (round(city_lat + rng.uniform(-0.05, 0.05), 5),
+                round(city_lon + rng.uniform(-0.05, 0.05), 5))
         items = []
         for n, (kind, ts, city, extra) in enumerate(steps):
             lat, lon = CITIES[CITY_NAMES[city]]
@@ -197,7 +219,10 @@ class Scenario:
             }
             if n == 0:
                 record.update(origin=origin, destination=destination, merchant_id=merchant,
-                              order_id=order, dest_lat=dest_lat, dest_lon=dest_lon)
+                              order_id=order, dest_lat=home[0], dest_lon=home[1])
+            if kind == "SIGNED":
+                position, far = self._signed_at(home, extra["signer"])
+                record.update(position)
             record.update(extra)
             items.append(self._next(ts, "scans", waybill, record))
             if rng.random() < cfg.duplicate_rate:
@@ -208,14 +233,44 @@ class Scenario:
                 items.append(self._next(ts, "scans", waybill, self._junk(record)))
             self._max_ts = max(self._max_ts, ts)
         self._expect(waybill, steps)
-        if steps[-1][0] == "SIGNED" and rng.random() < cfg.dispute_rate:
-            items.append(self._dispute(waybill, merchant, order, steps[-1][1]))
+        last_kind, last_ts, _, last_extra = steps[-1]
+        if last_kind == "SIGNED":
+            self.truth.counts["deliveries"] += 1
+            if damaged and not in_transit:
+                items.append(self._dispute(waybill, merchant, order, last_ts, "DAMAGED")[0])
+            if rng.random() < self._not_received_rate(last_extra, far):
+                item, ts = self._dispute(waybill, merchant, order, last_ts, "NOT_RECEIVED")
+                items.append(item)
+                self.truth.alerts.append({"type": "SIGNED_DISPUTED", "status": "FIRING",
+                                          "waybill": waybill, "event_ts": ts})
+            elif rng.random() < cfg.dispute_rate / 2:
+                items.append(self._dispute(waybill, merchant, order, last_ts, "WRONG_ITEM")[0])
+        elif last_kind != "RETURNED" and rng.random() < 0.2:
+            # A buyer complaining about a parcel that never got signed: not SIGNED_DISPUTED.
+            items.append(self._dispute(waybill, merchant, order, last_ts, "NOT_RECEIVED")[0])
         return items
 
-    @staticmethod
-    def _route_end(steps: list) -> int:
-        arrivals = [city for kind, _, city, _ in steps if kind == "ARRIVE"]
-        return arrivals[-1] if arrivals else steps[0][2]
+    def _signed_at(self, home: tuple[float, float], signer: str) -> tuple[dict, bool]:
+        """Where the courier scanned SIGNED: at the door, nearby for lockers, rarely far off."""
+        rng = self.rng
+        far = rng.random() < 0.03
+        if far:
+            spread = rng.uniform(0.05, 0.15)
+        elif signer in ("LOCKER", "STATION"):
+            spread = 0.008
+        else:
+            spread = 0.001
+        return {"lat": round(home[0] + rng.choice((-1, 1)) * spread, 5),
+                "lon": round(home[1] + rng.uniform(-spread, spread), 5)}, far
+
+    def _not_received_rate(self, signing: dict, far: bool) -> float:
+        """Riskier signings are claimed more often."""
+        rate = self.config.dispute_rate / 2
+        if signing.get("proof") == "NONE" or signing.get("signer") in ("PROXY", "UNKNOWN"):
+            rate *= 3
+        if far:
+            rate *= 3
+        return rate
 
     def _junk(self, record: dict):
         kind = self.rng.randrange(4)
@@ -230,18 +285,22 @@ class Scenario:
             broken["ts"] = "yesterday"
         return broken
 
-    def _dispute(self, waybill: str, merchant: str, order: str, signed_ts: int) -> tuple:
+    def _dispute(self, waybill: str, merchant: str, order: str, after_ts: int,
+                 kind: str) -> tuple:
         rng = self.rng
-        ts = signed_ts + rng.randrange(HOUR, 10 * DAY)
+        ts = after_ts + rng.randrange(HOUR, 10 * DAY)
         phone = f"1{rng.choice('3589')}{rng.randrange(10**9):09d}"
-        record = {
-            "event_id": self._event_id(), "waybill": waybill, "ts": ts,
-            "kind": rng.choices(["NOT_RECEIVED", "DAMAGED", "OTHER"], [0.6, 0.3, 0.1])[0],
-            "order_id": order, "merchant_id": merchant,
-            "note": f"没收到货，请联系我 {phone}",
+        notes = {
+            "NOT_RECEIVED": f"显示签收了但我没收到货，请联系我 {phone}，"
+                            "地址：杭州市西湖区文三路100号",
+            "DAMAGED": f"收到的东西坏了，电话 {phone}",
+            "WRONG_ITEM": "发错货了",
         }
+        record = {"event_id": self._event_id(), "waybill": waybill, "ts": ts, "kind": kind,
+                  "order_id": order, "merchant_id": merchant, "note": notes[kind]}
         self._max_ts = max(self._max_ts, ts)
-        return self._next(ts, "disputes", waybill, record)
+        self.truth.counts[f"disputes_{kind.lower()}"] += 1
+        return self._next(ts, "disputes", waybill, record), ts
 
     def _weather(self) -> Iterator[tuple[str, str | None, bytes]]:
         cfg = self.config
@@ -279,6 +338,8 @@ class Scenario:
                 self._alert(waybill, "FIRING", last_ts + limit)
         self.truth.counts["final_watermark"] = watermark
         self.truth.counts["parcels"] = self.config.parcels
+        self.truth.bad_routes = ["{}:{}>{}".format(*BAD_ROUTE)]
 
     def summary(self) -> dict:
-        return {"config": asdict(self.config), "counts": dict(self.truth.counts)}
+        return {"config": asdict(self.config), "counts": dict(self.truth.counts),
+                "bad_routes": self.truth.bad_routes}

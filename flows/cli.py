@@ -139,7 +139,9 @@ def demo(parcels, days, seed, config) -> None:
     """Everything on this machine: broker, topics, a scenario, the detectors, a summary."""
     from flows.demo import run_demo
 
-    settings = load_settings(config, recovery=False, idle_advance=False)
+    # A daily route scorecard keeps the demo's 30 days of output small.
+    settings = load_settings(config, recovery=False, idle_advance=False,
+                             thresholds={"score_interval_hours": 24})
     run_demo(settings, _metrics(settings), parcels=parcels, days=days, seed=seed)
 
 

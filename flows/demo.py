@@ -8,6 +8,7 @@ from collections import Counter
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alerts.metrics import Metrics
@@ -77,17 +78,24 @@ def _summary(alerts: list[dict], notes: list[dict], dead: int, scenario: Scenari
     for kind in sorted({k for k, _ in counts}):
         table.add_row(kind, str(counts[kind, "FIRING"]), str(counts[kind, "RESOLVED"]))
     console.print(table)
-    expected = {(a["waybill"], a["status"], a["event_ts"]) for a in scenario.truth.alerts}
-    found = {(a["waybill"], a["status"], a["event_ts"]) for a in alerts
-             if a["type"] == "NO_MOVEMENT"}
-    console.print(f"ground truth: {len(expected)} NO_MOVEMENT records expected, "
-                  f"{len(expected & found)} found with the exact event_ts, "
-                  f"{len(found - expected)} unexpected")
+    for kind in ("NO_MOVEMENT", "SIGNED_DISPUTED"):
+        expected = {(a["waybill"], a["status"], a["event_ts"]) for a in scenario.truth.alerts
+                    if a["type"] == kind}
+        found = {(a["waybill"], a["status"], a["event_ts"]) for a in alerts
+                 if a["type"] == kind}
+        console.print(f"ground truth: {len(expected)} {kind} records expected, "
+                      f"{len(expected & found)} found with the exact event_ts, "
+                      f"{len(found - expected)} unexpected")
+    flagged = sorted({a["details"]["route_id"] for a in alerts
+                      if a["type"] == "ROUTE_DAMAGE_RATE" and a["status"] == "FIRING"})
+    console.print(f"routes flagged for damage: {', '.join(flagged) or 'none'} "
+                  f"(injected: {', '.join(scenario.truth.bad_routes)})")
     console.print(f"dead-letter: {dead} records (injected junk: "
                   f"{scenario.truth.counts['junk']})")
-    for note in notes[:2]:
-        console.print(f"\n[bold]{note['title']}[/bold]\n{note['body']}")
+    samples = {note["type"]: note for note in notes}  # one of each kind, up to three
+    for note in list(samples.values())[:3]:
+        console.print(f"\n[bold]{escape(note['title'])}[/bold]\n{escape(note['body'])}")
         for action in note["suggested_actions"]:
-            console.print(f"  • [{action['code']}] {action['text']}")
+            console.print(escape(f"  • [{action['code']}] {action['text']}"))
     console.print(f"\nmetrics were served on http://{settings.metrics.host}:"
                   f"{settings.metrics.port}/metrics")

@@ -54,6 +54,9 @@ def cli_env(**settings: str) -> dict[str, str]:
     """The environment for a CLI run: metrics on a free port, settings as PARCELWATCH_* vars."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
     env["PARCELWATCH_METRICS__PORT"] = str(free_port())
+    # Daily route scores keep the outputs of a 30-day scenario small; the hourly default
+    # is exercised on a short scenario in test_signed_and_routes.py.
+    env["PARCELWATCH_THRESHOLDS__SCORE_INTERVAL_HOURS"] = "24"
     for key, value in settings.items():
         env[f"PARCELWATCH_{key.upper()}"] = str(value)
     return env
