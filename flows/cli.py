@@ -145,6 +145,36 @@ def demo(parcels, days, seed, config) -> None:
     run_demo(settings, _metrics(settings), parcels=parcels, days=days, seed=seed)
 
 
+@cli.command()
+@click.option("--brokers", help="Read the route-scores topic on these brokers.")
+@click.option("--from", "from_file", type=existing_file,
+              help="Or read a route-scores.jsonl written by replay.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@config_option
+def scores(brokers, from_file, top, config) -> None:
+    """Print the worst routes by damage rate: the latest route scores, as a table."""
+    import json
+
+    from rich.console import Console
+
+    from alerts.scorecard import scorecard
+    from connectors.kafka import client_config, read_topic
+
+    if (brokers is None) == (from_file is None):
+        raise click.UsageError("give exactly one of --brokers HOST:PORT or --from FILE")
+    settings = load_settings(config, brokers=brokers)
+    if from_file is not None:
+        if not from_file.is_file():
+            raise ConfigError(f"--from {from_file}: no such file")
+        with from_file.open(encoding="utf-8") as lines:
+            records = [json.loads(line) for line in lines if line.strip()]
+    else:
+        kafka = client_config(settings.brokers, settings.kafka)
+        records = [json.loads(value) for _, value, _ in
+                   read_topic(kafka, settings.topics.route_scores)]
+    Console().print(scorecard(records, settings.thresholds, settings.zone, top))
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="parcelwatch: %(message)s")
     logging.getLogger("parcelwatch").setLevel(logging.INFO)

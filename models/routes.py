@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 import msgspec
 import numpy as np
-from scipy.special import betaincinv
+from scipy.optimize import minimize
+from scipy.special import betaincinv, betaln, expit, logit
 
 from models.detection import Detection
 from models.settings import DAY_MS, Thresholds
@@ -65,41 +66,42 @@ class RouteScore(msgspec.Struct, kw_only=True):
 
 
 def fit_prior(deliveries: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
-    """Empirical-Bayes beta prior (alpha, beta) fitted across all routes by the method of moments.
+    """Empirical-Bayes beta prior (alpha, beta) fitted across all routes by maximum likelihood.
 
-    Route i has n_i deliveries and k_i damaged, p_i = k_i / n_i, with N = sum n_i and m routes.
-    If rates are Beta(alpha, beta) with mean mu and rho = 1 / (alpha + beta + 1), then
-    Var(p_i) = mu (1 - mu) (1 + (n_i - 1) rho) / n_i: binomial noise plus the spread between
-    routes. Matching the delivery-weighted sum of squares S = sum n_i (p_i - mu^)^2 around the
-    pooled mean mu^ = sum k_i / N to its expectation (which accounts for mu^ being estimated)
-    gives the ANOVA estimator of the intraclass correlation:
+    Route i has n_i deliveries and k_i damaged. If route rates are Beta(alpha, beta), k_i is
+    beta-binomial, with log-likelihood sum_i [B(k_i + alpha, n_i - k_i + beta) - B(alpha, beta)]
+    (B the log beta function; the binomial coefficients do not depend on the prior). We
+    maximise it over the prior mean mu = alpha / (alpha + beta) and strength
+    s = alpha + beta (in logit / log space, L-BFGS-B), starting from the pooled mean.
 
-        rho^ = (S / (mu^ (1 - mu^)) - (m - 1)) / (N - sum n_i^2 / N - (m - 1))
+    Why not the method of moments: with thousands of routes of a few deliveries each, its
+    estimate of the spread between routes is mostly noise and often negative, which leaves
+    either no shrinkage or total shrinkage; the likelihood uses every route as it is.
 
-    and alpha + beta = 1 / rho^ - 1, alpha = mu^ (alpha + beta), beta = (1 - mu^) (alpha + beta).
-    Weighting by n_i keeps tiny routes, whose raw rates are mostly noise, from dominating.
-
-    Degenerate cases (fewer than two routes, no damage at all or nothing but damage, no
-    spread beyond binomial noise, too little data for the denominator) fall back to a weak
-    prior (alpha + beta = 2) around the smoothed pooled mean (K + 0.5) / (N + 1). The strength
-    is clamped to [2, 10000] either way.
+    The strength is kept within [2, 10000] (a prior worth 2 to 10,000 deliveries). With no
+    damage at all, or fewer than two routes, the prior is weak (strength 2) around the
+    smoothed pooled mean (K + 0.5) / (N + 1).
     """
     n = np.asarray(deliveries, dtype=np.float64)
     k = np.minimum(np.asarray(damaged, dtype=np.float64), n)
     keep = n > 0
     n, k = n[keep], k[keep]
-    total, hits, m = float(n.sum()), float(k.sum()), len(n)
-    weak_mean = (hits + 0.5) / (total + 1.0)
-    strength = WEAK_PRIOR_STRENGTH
-    mean = weak_mean
-    if m >= 2 and 0 < hits < total:
-        mu = hits / total
-        spread = float(np.sum(n * (k / n - mu) ** 2)) / (mu * (1 - mu))
-        denominator = total - float(np.sum(n * n)) / total - (m - 1)
-        if denominator > 0:
-            rho = (spread - (m - 1)) / denominator
-            if 0 < rho < 1:
-                mean, strength = mu, 1 / rho - 1
+    total, hits = float(n.sum()), float(k.sum())
+    mean, strength = (hits + 0.5) / (total + 1.0), WEAK_PRIOR_STRENGTH
+    if len(n) >= 2 and 0 < hits < total:
+
+        def negative_log_likelihood(x: np.ndarray) -> float:
+            mu, size = expit(x[0]), np.exp(x[1])
+            a, b = mu * size, (1 - mu) * size
+            return -float(np.sum(betaln(k + a, n - k + b) - betaln(a, b)))
+
+        pooled = hits / total
+        fit = minimize(negative_log_likelihood, np.array([logit(pooled), np.log(100.0)]),
+                       method="L-BFGS-B",
+                       bounds=[(-15.0, 15.0),
+                               (np.log(MIN_PRIOR_STRENGTH), np.log(MAX_PRIOR_STRENGTH))])
+        if fit.success:
+            mean, strength = float(expit(fit.x[0])), float(np.exp(fit.x[1]))
     strength = min(max(strength, MIN_PRIOR_STRENGTH), MAX_PRIOR_STRENGTH)
     return mean * strength, (1 - mean) * strength
 

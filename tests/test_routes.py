@@ -135,7 +135,6 @@ def test_fit_prior_falls_back_to_a_weak_prior_with_the_pooled_mean():
     cases = {
         "no damage": (np.array([100, 200, 300]), np.array([0, 0, 0])),
         "one route": (np.array([1000]), np.array([5])),
-        "no spread": (np.full(10, 1000), np.full(10, 2)),
         "no routes": (np.array([], dtype=int), np.array([], dtype=int)),
     }
     for name, (n, k) in cases.items():
@@ -144,6 +143,25 @@ def test_fit_prior_falls_back_to_a_weak_prior_with_the_pooled_mean():
         assert alpha + beta == pytest.approx(2.0), name
         pooled = (k.sum() + 0.5) / (n.sum() + 1)
         assert alpha / (alpha + beta) == pytest.approx(pooled), name
+
+
+def test_identical_routes_give_the_strongest_prior_at_their_common_rate():
+    alpha, beta = fit_prior(np.full(10, 1000), np.full(10, 2))
+    assert alpha + beta == pytest.approx(10_000, rel=1e-3)
+    assert alpha / (alpha + beta) == pytest.approx(0.002, rel=0.05)
+
+
+def test_one_outlier_among_many_small_routes_still_stands_out():
+    """Thousands of routes with a few deliveries each, one bad route: shrink the small
+    ones hard, but leave the bad one above the threshold."""
+    rng = np.random.default_rng(5)
+    n = rng.integers(2, 15, size=2000)
+    k = rng.binomial(n, 0.006)
+    n, k = np.append(n, 165), np.append(k, 20)
+    alpha, beta = fit_prior(n, k)
+    rate, low, _ = posterior_bounds(alpha, beta, n, k)
+    assert low[-1] > 0.01
+    assert rate[:-1].max() < 0.05
 
 
 def test_fit_prior_clamps_the_prior_strength():
