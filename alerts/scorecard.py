@@ -47,5 +47,5 @@ def scorecard(records: Iterable[dict], thresholds: Thresholds, zone: str, top: i
             f"{r['carrier']} {r['origin'] or '?'} → {r['destination'] or '?'}",
             str(r["deliveries"]), str(r["damaged"]), f"{100 * r['rate']:.2f}%",
             f"{100 * r['rate_low']:.2f}–{100 * r['rate_high']:.2f}%",
-            "ABOVE THRESHOLD" if flagged else "")
+            "above threshold" if flagged else "")
     return table

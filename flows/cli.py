@@ -154,6 +154,7 @@ def demo(parcels, days, seed, config) -> None:
 def scores(brokers, from_file, top, config) -> None:
     """Print the worst routes by damage rate: the latest route scores, as a table."""
     import json
+    import shutil
 
     from rich.console import Console
 
@@ -172,7 +173,8 @@ def scores(brokers, from_file, top, config) -> None:
         kafka = client_config(settings.brokers, settings.kafka)
         records = [json.loads(value) for _, value, _ in
                    read_topic(kafka, settings.topics.route_scores)]
-    Console().print(scorecard(records, settings.thresholds, settings.zone, top))
+    width = max(shutil.get_terminal_size().columns, 110)  # never squeeze the columns
+    Console(width=width).print(scorecard(records, settings.thresholds, settings.zone, top))
 
 
 def main(argv: list[str] | None = None) -> None:

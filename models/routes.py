@@ -29,6 +29,7 @@ ROUTE_DAMAGE_RATE = "ROUTE_DAMAGE_RATE"
 WEAK_PRIOR_STRENGTH = 2.0
 MIN_PRIOR_STRENGTH = 2.0
 MAX_PRIOR_STRENGTH = 10_000.0
+MIN_ALPHA = 0.5
 DIGITS = 6
 
 RouteKey = tuple[str, str | None, str | None]
@@ -80,7 +81,9 @@ def fit_prior(deliveries: np.ndarray, damaged: np.ndarray) -> tuple[float, float
 
     The strength is kept within [2, 10000] (a prior worth 2 to 10,000 deliveries). With no
     damage at all, or fewer than two routes, the prior is weak (strength 2) around the
-    smoothed pooled mean (K + 0.5) / (N + 1).
+    smoothed pooled mean (K + 0.5) / (N + 1). Either way alpha is raised to at least 0.5
+    (Jeffreys' weight for the damaged side, the mean kept): a smaller alpha gives a beta so
+    skewed that its mean can lie above its 97.5 % quantile, an interval nobody can read.
     """
     n = np.asarray(deliveries, dtype=np.float64)
     k = np.minimum(np.asarray(damaged, dtype=np.float64), n)
@@ -102,6 +105,7 @@ def fit_prior(deliveries: np.ndarray, damaged: np.ndarray) -> tuple[float, float
                                (np.log(MIN_PRIOR_STRENGTH), np.log(MAX_PRIOR_STRENGTH))])
         if fit.success:
             mean, strength = float(expit(fit.x[0])), float(np.exp(fit.x[1]))
+    strength = max(strength, MIN_ALPHA / mean)
     strength = min(max(strength, MIN_PRIOR_STRENGTH), MAX_PRIOR_STRENGTH)
     return mean * strength, (1 - mean) * strength
 

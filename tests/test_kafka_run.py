@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,8 +21,6 @@ from conftest import CLI, cli, cli_env, topic_settings
 
 
 def alert_keys(records) -> set[tuple]:
-    import json
-
     return {(a["alert_id"], a["status"], a["event_ts"])
             for a in (json.loads(value) for _, value, _ in records)}
 
@@ -73,6 +72,11 @@ def test_run_exit_at_end_gives_the_same_alerts_as_replay(broker, scenario, repla
     assert len(notes) == len(replayed["merchant-notifications"])
     dead = read_topic(config, topics["dead-letter"])
     assert len(dead) == generated.truth.counts["junk"]
+    def canonical(records) -> list[str]:
+        return sorted(json.dumps(record, sort_keys=True) for record in records)
+
+    scores = canonical(json.loads(v) for _, v, _ in read_topic(config, topics["route-scores"]))
+    assert scores and scores == canonical(replayed["route-scores"])
 
 
 def test_a_run_killed_mid_stream_and_restarted_loses_no_alert(broker, scenario, replayed,

@@ -140,9 +140,20 @@ def test_fit_prior_falls_back_to_a_weak_prior_with_the_pooled_mean():
     for name, (n, k) in cases.items():
         alpha, beta = fit_prior(n, k)
         assert alpha > 0 and beta > 0, name
-        assert alpha + beta == pytest.approx(2.0), name
         pooled = (k.sum() + 0.5) / (n.sum() + 1)
         assert alpha / (alpha + beta) == pytest.approx(pooled), name
+        # weak (strength 2), unless that would leave alpha under 0.5
+        assert alpha + beta == pytest.approx(max(2.0, 0.5 / pooled)), name
+
+
+def test_the_interval_always_brackets_the_estimate():
+    n = np.array([0, 1, 5, 100, 1000, 10, 3])
+    k = np.array([0, 0, 0, 0, 0, 0, 0])
+    for routes in (n, n[:1], n[:2]):
+        alpha, beta = fit_prior(routes, k[:len(routes)])
+        assert alpha >= 0.5
+        rate, low, high = posterior_bounds(alpha, beta, routes, k[:len(routes)])
+        assert np.all(low <= rate) and np.all(rate <= high)
 
 
 def test_identical_routes_give_the_strongest_prior_at_their_common_rate():
