@@ -33,8 +33,9 @@ def timed(action) -> float:
     return time.perf_counter() - started
 
 
-def measure(parcels: int, days: float, seed: int) -> dict:
-    settings = load_settings(environ={})
+def measure(parcels: int, days: float, seed: int, score_interval_hours: float = 1) -> dict:
+    settings = load_settings(environ={},
+                             thresholds={"score_interval_hours": score_interval_hours})
     config = ScenarioConfig(parcels=parcels, days=days, seed=seed)
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)
@@ -55,6 +56,7 @@ def measure(parcels: int, days: float, seed: int) -> dict:
     return {
         "parcels": parcels,
         "days": days,
+        "score_interval_hours": score_interval_hours,
         "input_records": records,
         "replay": {"seconds": round(replay_s, 2), "events_per_second": round(records / replay_s)},
         "run_exit_at_end": {"seconds": round(run_s, 2),
@@ -68,11 +70,15 @@ def main() -> None:
     parser.add_argument("--parcels", type=int, default=20_000)
     parser.add_argument("--days", type=float, default=30)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--score-interval-hours", type=float, default=1,
+                        help="route-scores cadence (the contract's default is 1)")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
     command = (f"python -m benchmarks.throughput --parcels {args.parcels} "
-               f"--days {args.days:g} --seed {args.seed}")
-    report("throughput", command, measure(args.parcels, args.days, args.seed), args.json)
+               f"--days {args.days:g} --seed {args.seed} "
+               f"--score-interval-hours {args.score_interval_hours:g}")
+    figures = measure(args.parcels, args.days, args.seed, args.score_interval_hours)
+    report("throughput", command, figures, args.json)
 
 if __name__ == "__main__":
     main()

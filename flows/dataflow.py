@@ -95,10 +95,11 @@ class RecordMaker:
         self.notifier = notifier
         self.metrics = metrics
 
-    def __call__(self, keyed: tuple[str, Detection | RouteScore]) -> list[OutputRecord]:
+    def __call__(self, keyed: tuple[str, Detection | list[RouteScore]]) -> list[OutputRecord]:
         found = keyed[1]
-        if type(found) is RouteScore:
-            return [OutputRecord("route-scores", found.route_id, encode(found))]
+        if type(found) is list:  # the route scores of one interval
+            return [OutputRecord("route-scores", score.route_id, encode(score))
+                    for score in found]
         alert = to_alert(found, now_ms())
         self.metrics.alerts.labels(alert.type, alert.status).inc()
         records = [OutputRecord("alerts", found.subject, encode(alert))]

@@ -141,6 +141,9 @@ class RouteBoard:
         self.merchants: dict[int, dict[str, int]] = {}   # row -> merchant -> last signed day
         self.firing: dict[int, tuple[int, str]] = {}     # row -> onset_ts, severity if open
         self.pruned_day: int | None = None
+        self.prior: tuple[float, float] | None = None    # refitted once a day
+        self.prior_day: int | None = None
+        self.bounds: dict[tuple[int, int], tuple[float, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -213,13 +216,13 @@ class RouteBoard:
         n = self.delivered[window].sum(axis=1, dtype=np.int64)
         k = np.minimum(self.damaged[window].sum(axis=1, dtype=np.int64), n)
         scored = n > 0
-        alpha, beta = fit_prior(n[scored], k[scored])
-        rate, low, high = posterior_bounds(alpha, beta, n, k)
+        posterior = self._posteriors(end_day, n, k, scored)
+        low = np.array([bounds[1] for bounds in posterior], dtype=np.float64)
         flagged = (n >= self.min_deliveries) & (low > self.threshold)
         self._prune_merchants(end_day, first_day)
 
-        stats = {int(row): (int(n[i]), int(k[i]), float(rate[i]), float(low[i]),
-                            float(high[i])) for i, row in enumerate(rows.tolist())}
+        stats = {row: (int(n[i]), int(k[i]), *posterior[i])
+                 for i, row in enumerate(rows.tolist())}
         scores = [self._record(row, stats[row], window_end_ts)
                   for row in sorted(rows[scored].tolist(), key=self.ids.__getitem__)]
 
@@ -242,18 +245,40 @@ class RouteBoard:
         self._drop_empty_routes()
         return scores, detections
 
+    def _posteriors(self, day: int, n: np.ndarray, k: np.ndarray, scored: np.ndarray
+                    ) -> list[tuple[float, ...]]:
+        """(rate, low, high, then the same rounded for records) per route.
+
+        The prior is refitted once a day of event time (it moves slowly), and a posterior
+        depends only on (deliveries, damaged) under it, so hourly scores compute only the
+        pairs not seen since the last refit."""
+        if self.prior is None or day != self.prior_day:
+            self.prior = fit_prior(n[scored], k[scored])
+            self.prior_day = day
+            self.bounds = {}
+        pairs = list(zip(n.tolist(), k.tolist(), strict=True))
+        new = sorted({pair for pair in pairs if pair not in self.bounds})
+        if new:
+            new_n, new_k = (np.array(column, dtype=np.int64) for column in zip(*new, strict=True))
+            rate, low, high = posterior_bounds(*self.prior, new_n, new_k)
+            for i, pair in enumerate(new):
+                self.bounds[pair] = (float(rate[i]), float(low[i]), float(high[i]),
+                                     round(float(rate[i]), DIGITS), round(float(low[i]), DIGITS),
+                                     round(float(high[i]), DIGITS))
+        return [self.bounds[pair] for pair in pairs]
+
     def _record(self, row: int, stat: tuple, window_end_ts: int) -> RouteScore:
         carrier, origin, destination = self.keys[row]
-        deliveries, damaged, rate, low, high = stat
+        deliveries, damaged, _, _, _, rate, low, high = stat
         return RouteScore(route_id=self.ids[row], carrier=carrier, origin=origin,
                           destination=destination, deliveries=deliveries, damaged=damaged,
-                          rate=round(rate, DIGITS), rate_low=round(low, DIGITS),
-                          rate_high=round(high, DIGITS), window_end_ts=window_end_ts)
+                          rate=rate, rate_low=low, rate_high=high,
+                          window_end_ts=window_end_ts)
 
     def _lanes(self, stats: dict[int, tuple]) -> dict[tuple, list[tuple[float, str]]]:
         """(origin, destination) -> (rate_high, carrier) of routes with enough deliveries."""
         lanes: dict[tuple, list[tuple[float, str]]] = {}
-        for row, (deliveries, _, _, _, high) in stats.items():
+        for row, (deliveries, _, _, _, high, *_rounded) in stats.items():
             if deliveries >= self.min_deliveries:
                 carrier, origin, destination = self.keys[row]
                 lanes.setdefault((origin, destination), []).append((high, carrier))
@@ -264,7 +289,7 @@ class RouteBoard:
                    ) -> Detection:
         """A RESOLVED keeps its FIRING's onset and severity, so it closes the same alert."""
         carrier, origin, destination = self.keys[row]
-        deliveries, damaged, rate, low, high = stat
+        deliveries, damaged, rate, low, high = stat[:5]
         if severity is None:
             severity = "CRITICAL" if low > 2 * self.threshold else "WARNING"
         better = None
