@@ -3,7 +3,8 @@
 Per key (a hub, a carrier), daily counts of deliveries and of NOT_RECEIVED claims that
 matched them, over the trailing `damage_window_days`. A key is flagged when it has at least
 `damage_min_deliveries` deliveries and the lower end of the 95% Wilson interval of its rate
-is more than `dispute_rate_ratio` times the pooled rate of all the other keys.
+is more than `dispute_rate_ratio` times the pooled rate of all the other keys (smoothed as
+(k + 0.5) / (n + 1), so that a lone key, or others with no claim yet, never set a zero bar).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class DisputeRates:
                 n, k = self._window(other, at)
                 rest_n += n
                 rest_k += k
-        rest_rate = rest_k / rest_n if rest_n else 0.0
+        # Smoothed, so "no dispute elsewhere yet" (or no elsewhere at all) is not a zero bar.
+        rest_rate = (rest_k + 0.5) / (rest_n + 1)
         return wilson_low(disputes, deliveries) > self.ratio * rest_rate
 
     def forget_before(self, ts: int) -> None:

@@ -82,7 +82,9 @@ class NoMovementDetector:
             pending = self.pending.get(row)
             if pending is not None and pending.anchor.ts < scan.ts < pending.resume_ts:
                 self._split(row, pending, scan)
-                self._arm(row)
+            if terminal and scan.ts < table.last_ts[row]:
+                self._finish(row, scan)  # an earlier terminal scan read late: it ended the trip
+            self._arm(row)
             return "accepted"  # late or repeated scans never revive a finished parcel
         if is_new:
             self._set_latest(row, scan)
@@ -92,8 +94,16 @@ class NoMovementDetector:
             self._on_active(row, scan, out)
         if terminal:
             table.set_status(row, FINISHED)
+            self._finish(row, scan)
         self._arm(row)
         return "accepted"
+
+    def _finish(self, row: int, scan: Scan) -> None:
+        """A finished parcel's last_ts / last_type are those of its earliest terminal scan, in
+        event time: the trip ended there, whatever order the scans were read in."""
+        table = self.parcels
+        table.last_ts[row] = scan.ts
+        table.last_type[row] = SCAN_TYPE_CODE[scan.scan_type]
 
     def _on_stalled(self, row: int, scan: Scan, out: list[Detection]) -> None:
         table = self.parcels

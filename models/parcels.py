@@ -28,8 +28,10 @@ FINGERPRINTS = 4  # recent event ids remembered per parcel, for duplicate detect
 
 
 def event_fingerprint(event_id: str) -> int:
-    """32-bit fingerprint of an event id; nonzero, because 0 marks an empty slot."""
-    return zlib.crc32(event_id.encode()) or 1
+    """64-bit fingerprint of an event id (two independent checksums, so ids that collide in
+    one, which is easy to arrange for CRC-32, still differ); nonzero: 0 marks an empty slot."""
+    data = event_id.encode()
+    return (zlib.crc32(data) << 32 | zlib.adler32(data)) or 1
 
 
 class ParcelTable:
@@ -45,7 +47,7 @@ class ParcelTable:
         self.timer = array("q")
         self.last_type = array("B")
         self.status = array("B")
-        self.fingerprints = array("I")
+        self.fingerprints = array("Q")
         self.carrier = array("I")
         self.hub = array("I")
         self.city = array("I")
@@ -103,7 +105,7 @@ class ParcelTable:
         for column in self._places():
             column[row] = NAN
         base = row * FINGERPRINTS
-        self.fingerprints[base:base + FINGERPRINTS] = array("I", (0,) * FINGERPRINTS)
+        self.fingerprints[base:base + FINGERPRINTS] = array("Q", (0,) * FINGERPRINTS)
         self.free_rows.append(row)
 
     def _ints(self):
@@ -127,7 +129,7 @@ class ParcelTable:
 
     def is_duplicate(self, row: int, event_id: str) -> bool:
         """True if this event id was among the parcel's recent ones; else remember it."""
-        fp = zlib.crc32(event_id.encode()) or 1
+        fp = event_fingerprint(event_id)
         base = row * FINGERPRINTS
         slots = self.fingerprints
         recent = slots[base:base + FINGERPRINTS]

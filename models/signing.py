@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import heapq
 import math
-import zlib
 from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from models.events import Dispute, Proof, Scan, Signer
+from models.events import TERMINAL_SCAN_TYPES, Dispute, Proof, Scan, Signer
 from models.geo import haversine_km
-from models.parcels import DAMAGED, FINISHED, ParcelTable
+from models.parcels import DAMAGED, FINISHED, SCAN_TYPE_CODE, ParcelTable
 from models.privacy import mask_personal_data
 from models.routes import RouteEvent
 from models.settings import Thresholds
@@ -69,7 +68,7 @@ class DisputeMatcher:
         self.zone = ZoneInfo(zone)
         self.parcels = parcels
         self.queue: list[tuple[int, int, Dispute]] = []   # (ts, seq, dispute), by ts
-        self.seen: dict[int, int] = {}                     # dispute fingerprint -> ts
+        self.seen: dict[str, int] = {}                     # dispute event id -> ts
         self.seq = 0
 
     # -- scans ---------------------------------------------------------------------------
@@ -84,9 +83,8 @@ class DisputeMatcher:
             table.dest_lat[row], table.dest_lon[row] = scan.dest_lat, scan.dest_lon
         if scan.scan_type == "EXCEPTION" and scan.exception_code == "DAMAGED":
             self._damaged_by_scan(row, scan, out)
-        elif (scan.scan_type == "SIGNED" and table.status[row] == FINISHED
-              and not table.flags[row] & SIGNED):
-            self._record_signing(row, scan, out)
+        elif scan.scan_type in TERMINAL_SCAN_TYPES and table.status[row] == FINISHED:
+            self._on_terminal(row, scan, out)
 
     def _damaged_by_scan(self, row: int, scan: Scan, out: list) -> None:
         table = self.parcels
@@ -106,6 +104,21 @@ class DisputeMatcher:
                           text(table.destination[row]), text(table.merchant[row]),
                           table.last_ts[row], at_ts)
 
+    def _on_terminal(self, row: int, scan: Scan, out: list) -> None:
+        """The parcel's trip ended at its earliest terminal scan (the table keeps it): record
+        the signing if that is this SIGNED scan; forget it if an earlier RETURNED is read late.
+        A delivery already counted for its route stays counted."""
+        table = self.parcels
+        is_end = table.last_ts[row] == scan.ts and table.last_type[row] == SCAN_TYPE_CODE[
+            scan.scan_type]
+        if not is_end:
+            return
+        if scan.scan_type == "SIGNED":
+            if not table.flags[row] & SIGNED:
+                self._record_signing(row, scan, out)
+        else:
+            table.flags[row] &= ~SIGNED & 0xFF
+
     def _record_signing(self, row: int, scan: Scan, out: list) -> None:
         table = self.parcels
         table.flags[row] |= SIGNED
@@ -124,10 +137,9 @@ class DisputeMatcher:
 
     def on_dispute(self, dispute: Dispute) -> str:
         """Queue a claim until the watermark passes it; repeats of an event id are ignored."""
-        fingerprint = zlib.crc32(dispute.event_id.encode())
-        if fingerprint in self.seen:
+        if dispute.event_id in self.seen:  # claims are few: keep their ids whole
             return "duplicate"
-        self.seen[fingerprint] = dispute.ts
+        self.seen[dispute.event_id] = dispute.ts
         if dispute.kind in ("NOT_RECEIVED", "DAMAGED"):
             self.seq += 1
             heapq.heappush(self.queue, (dispute.ts, self.seq, dispute))
@@ -139,7 +151,7 @@ class DisputeMatcher:
             self._judge(heapq.heappop(queue)[2], out)
         if len(self.seen) > 1024:  # forget fingerprints once their claims are long judged
             horizon = watermark - self.window
-            self.seen = {fp: ts for fp, ts in self.seen.items() if ts > horizon}
+            self.seen = {eid: ts for eid, ts in self.seen.items() if ts > horizon}
 
     def flush(self, out: list) -> None:
         """Every input is read to its end: judge what is still queued."""
