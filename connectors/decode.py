@@ -14,7 +14,7 @@ import msgspec
 
 from connectors.records import OutputRecord, RawBatch
 from models.events import Dispute, Scan, WeatherWarning
-from models.privacy import mask_phones
+from models.privacy import mask_personal_data, mask_phones
 from models.shard import ShardInput, shard_of
 
 VALUE_LIMIT = 4096
@@ -113,7 +113,9 @@ class BatchRouter:
     def dead_letter(self, batch: RawBatch, offset: int, key: bytes | None,
                     value: bytes | None, exc: Exception) -> OutputRecord:
         # Mask before cutting, so a number across the cut cannot leave its digits behind.
-        text = None if value is None else mask_phones(
+        # Disputes carry buyers' notes: drop addresses too, not only phone numbers.
+        mask = mask_personal_data if batch.topic == "disputes" else mask_phones
+        text = None if value is None else mask(
             value.decode("utf-8", errors="replace")).encode()[:VALUE_LIMIT].decode(
                 "utf-8", errors="ignore")
         record = DeadLetter(

@@ -102,6 +102,8 @@ class _PartitionReader(StatefulSourcePartition):
                 caught_up = False
             elif error.code() == KafkaError._PARTITION_EOF:
                 caught_up = True
+                if self.next_offset < 0:  # started "at the end": remember where that was
+                    self.next_offset = message.offset()
             elif error.fatal():
                 raise KafkaException(error)
             else:
@@ -151,7 +153,9 @@ class KafkaInputs(FixedPartitionedSource):
 class _ProducerPartition(StatelessSinkPartition):
     def __init__(self, config: dict, topics: dict[str, str]):
         self.topics = topics
-        self.producer = Producer({**config, "linger.ms": 5, "enable.idempotence": False})
+        # Defaults first, so the [kafka] config can turn idempotence on (ordered retries).
+        self.producer = Producer({"linger.ms": 5, "enable.idempotence": False,
+                                  "max.in.flight.requests.per.connection": 1, **config})
         self.failures: list[str] = []
 
     def _delivered(self, error, message) -> None:

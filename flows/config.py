@@ -121,6 +121,10 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         settings = msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
+    thresholds = settings.thresholds
+    if thresholds.daytime_start_hour >= thresholds.daytime_end_hour:
+        raise ConfigError("invalid configuration: daytime_start_hour must be before "
+                          "daytime_end_hour")
     try:
         ZoneInfo(settings.zone)
     except (ZoneInfoNotFoundError, ValueError):

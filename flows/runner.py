@@ -13,6 +13,7 @@ from bytewax.run import cli_main
 from bytewax.testing import run_main
 
 from alerts.metrics import Metrics
+from connectors.decode import CLOCK_TOPICS
 from connectors.files import JsonLinesInputs, JsonLinesOutputs
 from connectors.kafka import (
     KafkaInputs,
@@ -25,7 +26,6 @@ from connectors.records import partition_id
 from flows.config import ConfigError, Settings
 from flows.dataflow import build_flow
 
-CLOCK_TOPICS = ("scans", "disputes")
 log = logging.getLogger("parcelwatch")
 
 

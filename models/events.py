@@ -29,7 +29,8 @@ Waybill = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Carrier = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
-EpochMs = Annotated[int, msgspec.Meta(ge=0)]
+# Up to the year 2100: a larger value is a unit mistake (micro- or nanoseconds), not a time.
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=4_102_444_800_000)]
 
 
 class Scan(msgspec.Struct, kw_only=True, frozen=True, gc=False):

@@ -1,9 +1,10 @@
 """Waybills whose state was freed, remembered as 64-bit hashes for a while.
 
-A finished parcel's row is freed a day after its last scan; a late or repeated scan that
-arrives after that must not start tracking the parcel again (it would look stalled three
-days later). Keeping the whole row for weeks costs hundreds of bytes a parcel; a hash costs
-16 (hash and expiry), in one sorted numpy array probed with a binary search.
+A finished parcel's row is freed once the dispute window (15 days) has passed, a stalled
+one once it is stale; a late or repeated scan that arrives after that must not start
+tracking the parcel again (it would look stalled three days later). Keeping the whole row
+for weeks costs hundreds of bytes a parcel; a hash costs 16 (hash and expiry), in one
+sorted numpy array probed with a binary search.
 """
 
 from __future__ import annotations

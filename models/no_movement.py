@@ -86,6 +86,8 @@ class NoMovementDetector:
                 self._finish(row, scan)  # an earlier terminal scan read late: it ended the trip
             self._arm(row)
             return "accepted"  # late or repeated scans never revive a finished parcel
+        if status == STALLED and scan.ts >= table.last_ts[row] + self.stale_after:
+            return "accepted"  # past the stale horizon the parcel counts as forgotten
         if is_new:
             self._set_latest(row, scan)
         elif status == STALLED:
@@ -214,7 +216,8 @@ class NoMovementDetector:
                                        table.last_ts[row] + self.limit))
             table.set_status(row, STALLED)
         elif status != ACTIVE and row not in self.pending and self._expired(row, watermark):
-            self.forgotten.add(table.waybill[row], watermark)
+            # Remember it from the event time it went stale, not from when we noticed.
+            self.forgotten.add(table.waybill[row], table.last_ts[row] + self._keep(row))
             table.free(row)
             return
         self._arm(row)
@@ -225,10 +228,11 @@ class NoMovementDetector:
                 self._emit_pending(row, pending, out)
                 self._arm(row)
 
+    def _keep(self, row: int) -> int:
+        return self.stale_after if self.parcels.status[row] == STALLED else self.retention
+
     def _expired(self, row: int, watermark: int) -> bool:
-        table = self.parcels
-        keep = self.stale_after if table.status[row] == STALLED else self.retention
-        return table.last_ts[row] + keep <= watermark
+        return self.parcels.last_ts[row] + self._keep(row) <= watermark
 
     def _emit_pending(self, row: int, pending: Pending, out: list[Detection]) -> None:
         del self.pending[row]

@@ -7,8 +7,8 @@ import re
 # Mainland mobile numbers (optionally +86, optionally grouped) and landlines with an area code.
 # The look-arounds keep longer digit runs, such as epoch-millisecond timestamps, untouched.
 _PHONE = re.compile(
-    r"(?<!\d)(?P<cc>\+?86[- ]?)?(?P<mobile>1[3-9]\d(?:[- ]?\d){8})(?!\d)"
-    r"|(?<!\d)0\d{2,3}[- ]?\d{7,8}(?!\d)"
+    r"(?<!\d)(?P<cc>\+?86[- .]?)?(?P<mobile>1[3-9]\d(?:[- .]?\d){8})(?!\d)"
+    r"|(?<![0-9A-Za-z])0\d{2,3}[- ]?\d{7,8}(?!\d)"
     r"|(?<![\d+])\+\d{1,3}[- ]?\d(?:[- ]?\d){6,13}(?!\d)"
 )
 # Address-like fragments: a run of text ending in a Chinese address unit, or an English
@@ -19,6 +19,9 @@ _ADDRESS = re.compile(
     r"|\b\d{1,5}\s+\w+(?:\s+\w+){0,3}\s+(?:street|st|road|rd|avenue|ave|lane|ln)\b\.?",
     re.IGNORECASE,
 )
+
+
+_FULL_WIDTH_DIGITS = {0xFF10 + i: str(i) for i in range(10)}
 
 
 def _mask_digits(match: re.Match) -> str:
@@ -35,8 +38,9 @@ def _mask(text: str) -> str:
 
 
 def mask_phones(text: str) -> str:
-    """`13812341234` -> `138****1234`; the rest of the text is kept."""
-    return _PHONE.sub(_mask_digits, text)
+    """`13812341234` -> `138****1234`; the rest of the text is kept. Full-width digits
+    (１３８…, common from Chinese input methods) are read as the digits they are."""
+    return _PHONE.sub(_mask_digits, text.translate(_FULL_WIDTH_DIGITS))
 
 
 def mask_personal_data(text: str) -> str:

@@ -205,7 +205,9 @@ class RouteBoard:
     def score(self, window_end_ts: int) -> tuple[list[RouteScore], list[Detection]]:
         """Scores of the routes with deliveries in the window ending with the day of
         `window_end_ts`, and the alerts that fired or resolved since the last call."""
-        end_day = window_end_ts // DAY_MS
+        # The window ends with the day of the last millisecond it covers: a score taken at
+        # midnight covers the 30 full days before it, not 29 and an empty one.
+        end_day = (window_end_ts - 1) // DAY_MS
         if self.head is None:
             return [], []
         self._advance(end_day)

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from models.events import TERMINAL_SCAN_TYPES, Dispute, Proof, Scan, Signer
 from models.geo import haversine_km
 from models.parcels import DAMAGED, FINISHED, SCAN_TYPE_CODE, ParcelTable
 from models.privacy import mask_personal_data
 from models.routes import RouteEvent
-from models.settings import Thresholds
+from models.settings import DAY_MS, Thresholds
 
 SIGNERS: tuple[str, ...] = Signer.__args__
 PROOFS: tuple[str, ...] = Proof.__args__
@@ -70,6 +72,7 @@ class DisputeMatcher:
         self.queue: list[tuple[int, int, Dispute]] = []   # (ts, seq, dispute), by ts
         self.seen: dict[str, int] = {}                     # dispute event id -> ts
         self.seq = 0
+        self.pruned_day: int | None = None
 
     # -- scans ---------------------------------------------------------------------------
 
@@ -141,6 +144,8 @@ class DisputeMatcher:
             return "duplicate"
         self.seen[dispute.event_id] = dispute.ts
         if dispute.kind in ("NOT_RECEIVED", "DAMAGED"):
+            if dispute.note is not None:  # state is snapshotted to disk: keep it masked there
+                dispute = msgspec.structs.replace(dispute, note=mask_personal_data(dispute.note))
             self.seq += 1
             heapq.heappush(self.queue, (dispute.ts, self.seq, dispute))
         return "accepted"
@@ -149,23 +154,39 @@ class DisputeMatcher:
         queue = self.queue
         while queue and queue[0][0] <= watermark:
             self._judge(heapq.heappop(queue)[2], out)
-        if len(self.seen) > 1024:  # forget fingerprints once their claims are long judged
+        day = watermark // DAY_MS
+        if day != self.pruned_day:  # once a day: forget ids of claims long judged
+            self.pruned_day = day
             horizon = watermark - self.window
             self.seen = {eid: ts for eid, ts in self.seen.items() if ts > horizon}
 
     def flush(self, out: list) -> None:
-        """Every input is read to its end: judge what is still queued."""
+        """Every input is caught up: claims that match now need not wait for the watermark.
+        The others stay queued: their SIGNED scan may still come within the lateness."""
+        waiting = []
         while self.queue:
-            self._judge(heapq.heappop(self.queue)[2], out)
+            entry = heapq.heappop(self.queue)
+            if self._matches(entry[2]):
+                self._judge(entry[2], out)
+            else:
+                waiting.append(entry)
+        self.queue = waiting
+        heapq.heapify(self.queue)
 
-    def _judge(self, dispute: Dispute, out: list) -> None:
+    def _matches(self, dispute: Dispute) -> bool:
+        """The parcel is signed and the claim dated within the window after signing."""
         table = self.parcels
         row = table.index.get(dispute.waybill)
         if row is None or not table.flags[row] & SIGNED:
+            return False
+        return table.last_ts[row] <= dispute.ts <= table.last_ts[row] + self.window
+
+    def _judge(self, dispute: Dispute, out: list) -> None:
+        if not self._matches(dispute):
             return
+        table = self.parcels
+        row = table.index[dispute.waybill]
         signed_ts = table.last_ts[row]
-        if not signed_ts <= dispute.ts <= signed_ts + self.window:
-            return
         text = table.text
         if dispute.kind == "DAMAGED":
             if not table.flags[row] & DAMAGED:
@@ -192,7 +213,7 @@ class DisputeMatcher:
             hub_id=text(table.hub[row]), signed_ts=signed_ts, signer=signer, proof=proof,
             distance_km=None if distance is None else round(distance, 2),
             factors=tuple(factors),
-            note=None if dispute.note is None else mask_personal_data(dispute.note)))
+            note=dispute.note))
 
     def _distance_km(self, row: int) -> float | None:
         table = self.parcels

@@ -337,7 +337,7 @@ def test_after_a_long_quiet_period_routes_and_merchants_are_dropped():
     assert len(board) == 0 and board.merchants == {}
     for r in range(1000):  # new routes reuse the freed rows
         board.apply(delivery(("JD", f"O{r}", f"D{r}"), T0 + 201 * D + r))
-    scores, _ = board.score(T0 + 201 * D)
+    scores, _ = board.score(T0 + 202 * D)  # a score covers the days before its end
     assert len(scores) == len(board) == 1000
     assert board.delivered.shape[0] == rows
 
@@ -356,6 +356,6 @@ def test_events_older_than_everything_kept_are_ignored():
     board = RouteBoard(Thresholds())
     board.apply(delivery(BAD, T0 + 100 * D))
     board.apply(delivery(("JD", "X", "Y"), T0))  # 100 days before the newest day
-    scores, _ = board.score(T0 + 100 * D)
+    scores, _ = board.score(T0 + 101 * D)
     assert [s.route_id for s in scores] == ["SF:Shanghai>Beijing"]
     assert len(board) == 1

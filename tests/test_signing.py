@@ -688,3 +688,24 @@ def test_claim_fires_when_the_watermark_jumps_without_a_final_flush():
     assert pipeline.shard.watermark.value == S + 40 * D - LATE
     assert not pipeline.shard.watermark.all_caught_up
     assert [(a.waybill, a.event_ts) for a in pipeline.claims] == [("W1", S + 5 * D)]
+
+
+def test_in_a_live_job_a_claim_read_before_its_signed_scan_still_matches():
+    """Every input caught up after each batch (a live job): the claim waits for its scan."""
+    pipeline = Pipeline()
+    pipeline.feed(SCANS, [pickup("W1", T0)], caught_up=True)
+    pipeline.feed(DISPUTES, [dispute("d1", "W1", T0 + 2 * H + M)], caught_up=True)
+    pipeline.feed(SCANS, delivered("W1", T0 + 2 * H)[1:], caught_up=True)
+    pipeline.feed(SCANS, [scan("other", "W2", T0 + 3 * H, "PICKUP")], caught_up=True)
+    assert [c.waybill for c in pipeline.claims] == ["W1"]
+
+
+def test_recovery_snapshots_hold_buyer_notes_masked():
+    import pickle
+
+    pipeline = Pipeline()
+    pipeline.feed(DISPUTES, [dispute("d1", "W1", T0 + DAY_MS,
+                                     note="请联系 13812341234，杭州市西湖区文三路100号")])
+    snapshot = pickle.dumps(pipeline.shard)
+    assert b"13812341234" not in snapshot
+    assert "文三路".encode() not in snapshot
