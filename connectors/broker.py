@@ -15,18 +15,18 @@ import subprocess
 import time
 from pathlib import Path
 
+PR_SET_PDEATHSIG = 1
+try:  # resolved here, not in the forked child, where loading a library could deadlock
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
 
 def _die_with_parent() -> None:
-    """In the child, before exec: Linux kills it when its parent dies, so a
-    crashed or killed parcelwatch never leaves a broker behind."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
-PR_SET_PDEATHSIG = 1
+    """In the child, before exec: Linux kills it when the thread that started it dies, so
+    a crashed or killed parcelwatch never leaves a broker behind."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class BrokerError(RuntimeError):

@@ -81,6 +81,7 @@ class _PartitionReader(StatefulSourcePartition):
         self.finished = False
         self.awake_at: datetime | None = None
         self.consumer = Consumer({
+            "queued.max.messages.kbytes": 16384,  # one consumer a partition: cap prefetch
             **config,
             "group.id": "parcelwatch-reader",   # required by librdkafka; nothing is committed
             "enable.auto.commit": False,

@@ -129,6 +129,8 @@ class DisputeMatcher:
         table.proof[row] = PROOFS.index(scan.proof) + 1 if scan.proof else 0
         if scan.lat is not None and scan.lon is not None:
             table.sign_lat[row], table.sign_lon[row] = scan.lat, scan.lon
+        if scan.hub_id is not None:  # claims are counted against the hub that signed
+            table.hub[row] = table.code(scan.hub_id)
         text = table.text
         out.append(Signed(
             carrier=scan.carrier, origin=text(table.origin[row]),
