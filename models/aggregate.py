@@ -126,9 +126,9 @@ class Aggregate:
     def _claim(self, claim: DisputeCandidate) -> Detection:
         hub_key, carrier_key = self._keys(claim.hub_id, claim.carrier)
         factors = list(claim.factors)
-        if claim.hub_id and self.rates.is_high(hub_key, "hub:", claim.dispute_ts):
+        if claim.hub_id and self.rates.is_high(hub_key, claim.dispute_ts):
             factors.append("HUB_DISPUTE_RATE_HIGH")
-        if self.rates.is_high(carrier_key, "carrier:", claim.dispute_ts):
+        if self.rates.is_high(carrier_key, claim.dispute_ts):
             factors.append("CARRIER_DISPUTE_RATE_HIGH")
         self.rates.disputed([hub_key, carrier_key], claim.signed_ts)
         risk = risk_score(factors)

@@ -31,24 +31,30 @@ class DisputeRates:
         self.days = thresholds.damage_window_days
         self.min_deliveries = thresholds.damage_min_deliveries
         self.ratio = thresholds.dispute_rate_ratio
-        # key -> day -> [deliveries, disputes]
+        # key -> day -> [deliveries, disputes]; also per kind ("hub:", "carrier:") in total,
+        # so that "the rest" is the kind's total minus the key, not a walk over every key.
         self.counts: dict[str, dict[int, list[int]]] = defaultdict(dict)
 
-    def _bucket(self, key: str, ts: int) -> list[int]:
-        days = self.counts[key]
+    def _bump(self, key: str, ts: int, field: int) -> None:
         day = ts // DAY_MS
-        bucket = days.get(day)
-        if bucket is None:
-            bucket = days[day] = [0, 0]
-        return bucket
+        for name in (key, self._kind(key)):
+            days = self.counts[name]
+            bucket = days.get(day)
+            if bucket is None:
+                bucket = days[day] = [0, 0]
+            bucket[field] += 1
+
+    @staticmethod
+    def _kind(key: str) -> str:
+        return "total " + key.split(":", 1)[0]
 
     def delivered(self, keys: list[str], signed_ts: int) -> None:
         for key in keys:
-            self._bucket(key, signed_ts)[0] += 1
+            self._bump(key, signed_ts, 0)
 
     def disputed(self, keys: list[str], signed_ts: int) -> None:
         for key in keys:
-            self._bucket(key, signed_ts)[1] += 1
+            self._bump(key, signed_ts, 1)
 
     def _window(self, key: str, at: int) -> tuple[int, int]:
         last = at // DAY_MS
@@ -59,17 +65,13 @@ class DisputeRates:
                 disputes += k
         return deliveries, disputes
 
-    def is_high(self, key: str, kind: str, at: int) -> bool:
-        """Is `key` (of keys starting with `kind`) well above the rest at event time `at`?"""
+    def is_high(self, key: str, at: int) -> bool:
+        """Is `key` ("hub:…" or "carrier:…") well above the rest of its kind at time `at`?"""
         deliveries, disputes = self._window(key, at)
         if deliveries < self.min_deliveries:
             return False
-        rest_n = rest_k = 0
-        for other in self.counts:
-            if other != key and other.startswith(kind):
-                n, k = self._window(other, at)
-                rest_n += n
-                rest_k += k
+        total_n, total_k = self._window(self._kind(key), at)
+        rest_n, rest_k = total_n - deliveries, total_k - disputes
         # Smoothed, so "no dispute elsewhere yet" (or no elsewhere at all) is not a zero bar.
         rest_rate = (rest_k + 0.5) / (rest_n + 1)
         return wilson_low(disputes, deliveries) > self.ratio * rest_rate
