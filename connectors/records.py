@@ -15,7 +15,7 @@ class RawBatch(NamedTuple):
 
     @property
     def partition_id(self) -> str:
-        return f"{self.topic}/{self.partition}"
+        return partition_id(self.topic, self.partition)
 
 
 class OutputRecord(NamedTuple):

@@ -18,7 +18,9 @@ from models.interning import StringTable
 
 NO_TIMER = np.iinfo(np.int64).max
 NAN = float("nan")
-DAMAGED = 1  # flag: an EXCEPTION/DAMAGED scan or a DAMAGED dispute
+# Bits of the `flags` column.
+DAMAGED = 1  # an EXCEPTION/DAMAGED scan or a DAMAGED dispute
+SIGNED = 2   # the SIGNED scan's evidence is recorded in the row
 
 # Row status; the timer means: ACTIVE -> no-movement deadline, STALLED / FINISHED -> forget at.
 FREE, ACTIVE, STALLED, FINISHED = 0, 1, 2, 3

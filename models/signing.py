@@ -23,14 +23,13 @@ import msgspec
 
 from models.events import TERMINAL_SCAN_TYPES, Dispute, Proof, Scan, Signer
 from models.geo import haversine_km
-from models.parcels import DAMAGED, FINISHED, SCAN_TYPE_CODE, ParcelTable
+from models.parcels import DAMAGED, FINISHED, SCAN_TYPE_CODE, SIGNED, ParcelTable
 from models.privacy import mask_personal_data
 from models.routes import RouteEvent
 from models.settings import DAY_MS, Thresholds
 
 SIGNERS: tuple[str, ...] = Signer.__args__
 PROOFS: tuple[str, ...] = Proof.__args__
-SIGNED = 2  # flag: the SIGNED scan's evidence is recorded in the row
 
 
 class Signed(NamedTuple):
