@@ -32,6 +32,10 @@ class MerchantNotification(msgspec.Struct, kw_only=True):
     body: str
     suggested_actions: list[SuggestedAction]
     event_ts: int
+    # Notifications with the same key may be pushed to the merchant as one digest: all of a
+    # merchant's parcels in one delay cluster (or on one route), or a merchant's per-parcel
+    # alerts of one type.
+    digest_key: str
 
 
 def load_templates() -> dict:
@@ -55,34 +59,48 @@ class Notifier:
         self.reship_risk = reship_risk
         self.window_days = window_days
 
-    def for_alert(self, alert: Alert, merchants: list[str] | None = None
+    def for_alert(self, alert: Alert, merchants: list[str] | None = None,
+                  parcels: list[tuple[str, str, str | None]] | None = None
                   ) -> list[MerchantNotification]:
-        """One notification per affected merchant: the alert's own, or `merchants` for an
-        alert about a route or a place."""
+        """One notification per affected merchant: the alert's own; or, for an alert about
+        a route, each of `merchants`; or, for a delay cluster, one per affected parcel in
+        `parcels` as (merchant, waybill, order id)."""
         template = self.templates.get(alert.type, {}).get(self.locale)
-        merchants = merchants or ([alert.merchant_id] if alert.merchant_id else [])
         if alert.status != "FIRING" or template is None:
+            return []
+        if parcels:
+            recipients = parcels
+        elif merchants:
+            recipients = [(merchant, None, None) for merchant in merchants]
+        elif alert.merchant_id:
+            recipients = [(alert.merchant_id, alert.waybill, alert.order_id)]
+        else:
             return []
         fields = self._fields(alert)
         actions = [
             SuggestedAction(code, self.templates["actions"][code][self.locale].format_map(fields))
             for code in template["actions"] if self._applies(code, alert.details)
         ]
-        title = template["title"].format_map(fields)
-        body = template["body"].format_map(fields)
-        return [MerchantNotification(
-            notification_id=stable_id(alert.alert_id, merchant),
-            merchant_id=merchant,
-            alert_id=alert.alert_id,
-            type=alert.type,
-            waybill=alert.waybill,
-            order_id=alert.order_id,
-            locale=self.locale,
-            title=title,
-            body=body,
-            suggested_actions=actions,
-            event_ts=alert.event_ts,
-        ) for merchant in merchants]
+        about_one_parcel = alert.waybill is not None
+        notes = []
+        for merchant, waybill, order_id in recipients:
+            fields.update(waybill=waybill or "-", order_id=order_id or "-")
+            notes.append(MerchantNotification(
+                notification_id=stable_id(alert.alert_id, merchant,
+                                          *((waybill,) if parcels else ())),
+                merchant_id=merchant,
+                alert_id=alert.alert_id,
+                type=alert.type,
+                waybill=waybill,
+                order_id=order_id,
+                locale=self.locale,
+                title=template["title"].format_map(fields),
+                body=template["body"].format_map(fields),
+                suggested_actions=actions,
+                event_ts=alert.event_ts,
+                digest_key=f"{merchant}:{alert.type if about_one_parcel else alert.alert_id}",
+            ))
+        return notes
 
     def _applies(self, code: str, details: dict) -> bool:
         """Actions that only make sense with some evidence."""
@@ -104,7 +122,9 @@ class Notifier:
         )
         if "dwell_hours" in details:
             fields["dwell_hours"] = f"{details['dwell_hours']:g}"
-        for name in ("last_scan", "signed", "dispute"):
+        if details.get("cause") is not None:
+            fields["cause_text"] = self._cause(details)
+        for name in ("last_scan", "signed", "dispute", "window_start"):
             if details.get(f"{name}_ts") is not None:
                 fields[f"{name}_time"] = self.local_time(details[f"{name}_ts"])
         for name in ("risk", "rate", "rate_low", "rate_high", "threshold"):
@@ -116,10 +136,17 @@ class Notifier:
         return fields
 
     def _place(self, details: dict) -> str:
-        city, hub = details.get("last_city"), details.get("last_hub_id")
+        city = details.get("last_city") or details.get("city")
+        hub = details.get("last_hub_id") or details.get("hub_id")
         if city and hub:
             return f"{city} ({hub})"
         return city or hub or self.templates["places"]["unknown"][self.locale]
+
+    def _cause(self, details: dict) -> str:
+        kind = details.get("weather_kind")
+        if kind is not None:
+            return self.templates["weather_kinds"][kind][self.locale]
+        return self.templates["causes"][details["cause"]][self.locale]
 
     def local_time(self, ts_ms: int) -> str:
         return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(self.zone).strftime(

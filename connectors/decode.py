@@ -4,6 +4,7 @@ Each record is decoded with msgspec against the contract's schema. A record that
 the dead-letter topic with the reason; nothing is dropped and nothing raises. Valid scans and
 disputes are grouped by shard; each group travels with the partition's progress (largest `ts`
 read, caught up or not) so a shard never sees a watermark before the events behind it.
+Weather warnings go straight to the global step, which uses them to name delay causes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from models.shard import ShardInput, shard_of
 VALUE_LIMIT = 4096
 CLOCK_TOPICS = ("scans", "disputes")  # weather records do not move event time
 SCHEMAS = {"scans": Scan, "disputes": Dispute, "weather": WeatherWarning}
+AGGREGATE_KEY = "aggregate"  # the one key of the global step
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -72,8 +74,8 @@ class BatchRouter:
             self.counts(batch.topic, "rejected", len(dead))
             if batch.topic not in CLOCK_TOPICS:
                 self.counts(batch.topic, "accepted", len(events))
-        if batch.topic not in CLOCK_TOPICS:
-            return dead
+        if batch.topic not in CLOCK_TOPICS:  # weather warnings: for the global step only
+            return [(AGGREGATE_KEY, event) for event in events] + dead
         return self._to_shards(batch, events) + dead
 
     def _to_shards(self, batch: RawBatch, events: list) -> list[tuple[str, object]]:

@@ -2,7 +2,8 @@
 
     inputs -> decode (validate, route by shard, dead letters)
            -> parcel_shards (per-parcel detectors; state keyed by shard, recovered)
-           -> aggregate (routes, hubs, carriers: one global key, recovered)
+           -> aggregate (routes, hubs, carriers, delay clusters; weather warnings join here:
+              one global key, recovered)
            -> records (alerts, merchant notifications, route scores) -> outputs
 
 Step ids are part of the recovery state: renaming `inputs`, `parcel_shards` or `aggregate`
@@ -24,11 +25,12 @@ from bytewax.outputs import Sink
 from alerts.metrics import Metrics
 from alerts.notifications import Notifier
 from alerts.records import to_alert
-from connectors.decode import BatchRouter
+from connectors.decode import AGGREGATE_KEY, BatchRouter
 from connectors.records import OutputRecord
 from flows.config import Settings
 from models.aggregate import Aggregate
 from models.detection import Detection
+from models.events import WeatherWarning
 from models.routes import RouteScore
 from models.shard import Shard, ShardInput
 
@@ -103,7 +105,7 @@ class RecordMaker:
         alert = to_alert(found, now_ms())
         self.metrics.alerts.labels(alert.type, alert.status).inc()
         records = [OutputRecord("alerts", found.subject, encode(alert))]
-        for note in self.notifier.for_alert(alert, found.notify):
+        for note in self.notifier.for_alert(alert, found.notify, found.parcels):
             records.append(OutputRecord("merchant-notifications", note.merchant_id, encode(note)))
             self.metrics.notifications.labels("emitted").inc()
         return records
@@ -134,10 +136,12 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
     batches = op.input("inputs", flow, source)
     routed = op.flat_map("decode", batches, router.route)
     split = op.branch("split", routed, lambda kv: isinstance(kv[1], ShardInput))
-    dead_letters = op.map("dead_letters", split.falses, lambda kv: kv[1])
+    weather = op.branch("weather", split.falses, lambda kv: type(kv[1]) is WeatherWarning)
+    dead_letters = op.map("dead_letters", weather.falses, lambda kv: kv[1])
     found = op.stateful_batch("parcel_shards", split.trues, build_shard)
     per_parcel = op.branch("per_parcel", found, lambda kv: type(kv[1]) is Detection)
-    to_aggregate = op.map("to_aggregate", per_parcel.falses, lambda kv: ("aggregate", kv[1]))
+    from_shards = op.map("to_aggregate", per_parcel.falses, lambda kv: (AGGREGATE_KEY, kv[1]))
+    to_aggregate = op.merge("aggregate_inputs", from_shards, weather.trues)
 
     def build_aggregate(resume: bytes | None) -> AggregateLogic:
         if resume is None:

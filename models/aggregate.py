@@ -1,10 +1,12 @@
-"""The global step: what needs every parcel at once (routes, hubs, carriers).
+"""The global step: what needs every parcel at once (routes, hubs, carriers, delay clusters).
 
-Shards send deliveries, damage signals and matched claims, each with the event time at which
-it counts, plus ticks with their own watermark. The aggregate's watermark is the minimum over
-all shards, so when it passes a time every shard has sent everything up to that time. Items
-wait in a heap until then and are applied in event-time order; route scores are taken every
-`score_interval_hours` of event time. The result never depends on arrival order.
+Shards send deliveries, damage signals, matched claims and delay onsets and ends, each with
+the event time at which it counts, plus ticks with their own watermark. The aggregate's
+watermark is the minimum over all shards, so when it passes a time every shard has sent
+everything up to that time. Items wait in a heap until then and are applied in event-time
+order; route scores are taken every `score_interval_hours` and delay clusters looked for
+every `cluster_interval_minutes` of event time. The result never depends on arrival order.
+Weather warnings do not move event time: they are kept as they arrive and only name causes.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import heapq
 from typing import NamedTuple
 
+from models.clusters import ClusterBoard
+from models.delays import DelayEnd, DelayOnset
 from models.detection import Detection
 from models.dispute_rates import DisputeRates
+from models.events import WeatherWarning
 from models.risk import risk_score
 from models.routes import RouteBoard, RouteEvent, RouteScore
 from models.settings import DAY_MS, Thresholds
@@ -32,14 +37,17 @@ class Aggregate:
     def __init__(self, thresholds: Thresholds, shards: int):
         self.thresholds = thresholds
         self.interval = thresholds.score_interval_ms
+        self.cluster_interval = thresholds.cluster_interval_ms
         self.marks: dict[int, int | None] = dict.fromkeys(range(shards))
         self.caught_up: dict[int, bool] = dict.fromkeys(range(shards), False)
         self.heap: list[tuple[int, int, object]] = []
         self.seq = 0
         self.next_score: int | None = None
+        self.next_clustering: int | None = None
         self.watermark: int | None = None
         self.routes = RouteBoard(thresholds)
         self.rates = DisputeRates(thresholds)
+        self.clusters = ClusterBoard(thresholds)
 
     def resume(self) -> None:
         """After a restart every shard must tick again before time moves."""
@@ -53,6 +61,8 @@ class Aggregate:
                     previous = self.marks.get(item.shard)
                     self.marks[item.shard] = max(previous or item.watermark, item.watermark)
                 self.caught_up[item.shard] = item.caught_up
+            elif type(item) is WeatherWarning:
+                self.clusters.on_warning(item)
             else:
                 self.seq += 1
                 heapq.heappush(self.heap, (self._due(item), self.seq, item))
@@ -69,6 +79,10 @@ class Aggregate:
             return item.signed_ts
         if type(item) is RouteEvent:
             return item.at_ts
+        if type(item) is DelayOnset:
+            return item.onset_ts
+        if type(item) is DelayEnd:
+            return item.end_ts
         return item.dispute_ts
 
     def _advance(self, watermark: int, out: list) -> None:
@@ -78,16 +92,27 @@ class Aggregate:
         if self.next_score is None and self.heap:
             first = self.heap[0][0]
             self.next_score = -(-first // self.interval) * self.interval
-        while self.next_score is not None and self.next_score <= watermark:
-            self._apply_until(self.next_score, out)
-            scores, alerts = self.routes.score(self.next_score)
-            if scores:
-                out.append(scores)  # one list a scoring: fewer items through the dataflow
-            out.extend(alerts)
-            if self.next_score % DAY_MS == 0:
-                self.rates.forget_before(self.next_score)
-            self.next_score += self.interval
+            self.next_clustering = -(-first // self.cluster_interval) * self.cluster_interval
+        while self.next_score is not None:
+            at = min(self.next_score, self.next_clustering)
+            if at > watermark:
+                break
+            self._apply_until(at, out)
+            if at == self.next_clustering:
+                out.extend(self.clusters.evaluate(at))
+                self.next_clustering += self.cluster_interval
+            if at == self.next_score:
+                self._score(at, out)
+                self.next_score += self.interval
         self._apply_until(watermark, out)
+
+    def _score(self, at: int, out: list) -> None:
+        scores, alerts = self.routes.score(at)
+        if scores:
+            out.append(scores)  # one list a scoring: fewer items through the dataflow
+        out.extend(alerts)
+        if at % DAY_MS == 0:
+            self.rates.forget_before(at)
 
     def _apply_until(self, ts: int, out: list) -> None:
         heap = self.heap
@@ -106,6 +131,10 @@ class Aggregate:
             self.rates.delivered(self._keys(item.hub_id, item.carrier), item.signed_ts)
         elif type(item) is RouteEvent:
             self.routes.apply(item)
+        elif type(item) is DelayOnset:
+            self.clusters.on_onset(item)
+        elif type(item) is DelayEnd:
+            self.clusters.on_end(item)
         else:
             out.append(self._claim(item))
 

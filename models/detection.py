@@ -30,3 +30,5 @@ class Detection(msgspec.Struct, kw_only=True, frozen=True):
     details: dict[str, Any] = msgspec.field(default_factory=dict)
     # Merchants to notify when the alert is not about one parcel (a route, a cluster).
     notify: list[str] = msgspec.field(default_factory=list)
+    # Parcels whose merchants to notify, one notification each: (merchant, waybill, order).
+    parcels: list[tuple[str, str, str | None]] = msgspec.field(default_factory=list)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
+from models.delays import DelayWatch
 from models.detection import Detection
 from models.events import SCAN_TYPES, TERMINAL_SCAN_TYPES, Scan
 from models.forgotten import ForgottenWaybills
@@ -54,11 +55,22 @@ class NoMovementDetector:
         self.parcels = ParcelTable()
         self.pending: dict[int, Pending] = {}
         self.forgotten = ForgottenWaybills(thresholds.forget_after_ms)
+        # Delay onsets share the row's timer: the earlier of the two deadlines is armed.
+        self.delays = DelayWatch(thresholds, self.parcels)
 
     # -- scans ---------------------------------------------------------------------------
 
-    def on_scan(self, scan: Scan, out: list[Detection]) -> Outcome:
-        """Apply one scan; append any detection to `out`; say whether it was a duplicate."""
+    def on_scan(self, scan: Scan, out: list) -> Outcome:
+        """Apply one scan; append any detection (and delay onset or end) to `out`; say
+        whether it was a duplicate."""
+        outcome = self._apply(scan, out)
+        if outcome == "accepted":
+            row = self.parcels.index.get(scan.waybill)
+            if row is not None:
+                self.delays.on_scan(row, scan, out)
+        return outcome
+
+    def _apply(self, scan: Scan, out: list[Detection]) -> Outcome:
         table = self.parcels
         row = table.index.get(scan.waybill)
         is_new = row is None
@@ -185,7 +197,7 @@ class NoMovementDetector:
         pending = self.pending.get(row)
         if pending is not None:
             at = min(at, pending.resume_ts if pending.fired else pending.anchor.ts + self.limit)
-        table.set_timer(row, at)
+        table.set_timer(row, min(at, self.delays.deadline(row)))
 
     # -- event time ----------------------------------------------------------------------
 
@@ -193,15 +205,16 @@ class NoMovementDetector:
         """Fire every deadline at or before the watermark; free rows that are done."""
         table = self.parcels
         self.forgotten.expire(watermark)
-        for _ in range(3):  # a row handled here may be due again at once (fired, then stale)
+        for _ in range(4):  # a row may be due again at once (delayed, fired, then stale)
             due = table.pop_due(watermark).tolist()
             for row in due:
                 self._on_due(row, watermark, out)
             if not due:
                 break
 
-    def _on_due(self, row: int, watermark: int, out: list[Detection]) -> None:
+    def _on_due(self, row: int, watermark: int, out: list) -> None:
         table = self.parcels
+        self.delays.on_due(row, watermark, out)
         pending = self.pending.get(row)
         if pending is not None and pending.anchor.ts + self.limit <= watermark:
             if not pending.fired:
@@ -217,7 +230,9 @@ class NoMovementDetector:
             table.set_status(row, STALLED)
         elif status != ACTIVE and row not in self.pending and self._expired(row, watermark):
             # Remember it from the event time it went stale, not from when we noticed.
-            self.forgotten.add(table.waybill[row], table.last_ts[row] + self._keep(row))
+            gone_at = table.last_ts[row] + self._keep(row)
+            self.delays.on_free(row, gone_at, out)
+            self.forgotten.add(table.waybill[row], gone_at)
             table.free(row)
             return
         self._arm(row)

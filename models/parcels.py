@@ -22,6 +22,8 @@ NAN = float("nan")
 DAMAGED = 1  # an EXCEPTION/DAMAGED scan or a DAMAGED dispute
 SIGNED = 2   # the SIGNED scan's evidence is recorded in the row
 
+NO_TIME = -1  # in the place_since / delay_onset columns: none
+
 # Row status; the timer means: ACTIVE -> no-movement deadline, STALLED / FINISHED -> forget at.
 FREE, ACTIVE, STALLED, FINISHED = 0, 1, 2, 3
 
@@ -39,7 +41,6 @@ def event_fingerprint(event_id: str) -> int:
 class ParcelTable:
     """Rows of parcel state addressed through a waybill -> row index."""
 
-    INT_COLUMNS = ("carrier", "hub", "city", "merchant", "origin", "destination")
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
@@ -56,12 +57,19 @@ class ParcelTable:
         self.merchant = array("I")
         self.origin = array("I")
         self.destination = array("I")
+        # Delays (for delay clusters): where the parcel sits and since when, and when its
+        # current delay began (NO_TIME: none).
+        self.place = array("I")       # hub code of the current place (0: unknown, in transit)
+        self.place_since = array("q")
+        self.delay_onset = array("q")
         # Signing evidence and damage, for disputes and route damage rates.
         self.signer = array("B")      # index in SIGNERS + 1, 0 = unknown
         self.proof = array("B")       # index in PROOFS + 1, 0 = unknown
         self.flags = array("B")       # DAMAGED
-        self.sign_lat = array("f")    # where the SIGNED scan happened (NaN: unknown)
-        self.sign_lon = array("f")
+        # Last known position (NaN: unknown): the current place while travelling, where the
+        # SIGNED scan happened once signed.
+        self.lat = array("f")
+        self.lon = array("f")
         self.dest_lat = array("f")    # the consignee's geocode (NaN: unknown)
         self.dest_lon = array("f")
         self.strings = StringTable()
@@ -82,13 +90,14 @@ class ParcelTable:
             self.waybill.append(waybill)
             self.order_id.append(None)
             for column in (self.last_ts, self.timer, self.last_type, self.status, *self._ints(),
-                           *self._evidence()):
+                           *self._evidence(), *self._times()):
                 column.append(0)
             for column in self._places():
                 column.append(NAN)
             self.fingerprints.extend((0,) * FINGERPRINTS)
         self.index[waybill] = row
         self.timer[row] = NO_TIMER
+        self.place_since[row] = self.delay_onset[row] = NO_TIME
         self.status[row] = ACTIVE
         self.counts[ACTIVE] += 1
         return row
@@ -102,7 +111,7 @@ class ParcelTable:
         self.timer[row] = NO_TIMER
         self.last_type[row] = 0
         self.status[row] = FREE
-        for column in (*self._ints(), *self._evidence()):
+        for column in (*self._ints(), *self._evidence(), *self._times()):
             column[row] = 0
         for column in self._places():
             column[row] = NAN
@@ -111,13 +120,17 @@ class ParcelTable:
         self.free_rows.append(row)
 
     def _ints(self):
-        return (self.carrier, self.hub, self.city, self.merchant, self.origin, self.destination)
+        return (self.carrier, self.hub, self.city, self.merchant, self.origin, self.destination,
+                self.place)
+
+    def _times(self):
+        return (self.place_since, self.delay_onset)
 
     def _evidence(self):
         return (self.signer, self.proof, self.flags)
 
     def _places(self):
-        return (self.sign_lat, self.sign_lon, self.dest_lat, self.dest_lon)
+        return (self.lat, self.lon, self.dest_lat, self.dest_lon)
 
     def set_status(self, row: int, status: int) -> None:
         self.counts[self.status[row]] -= 1

@@ -23,6 +23,9 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     cluster_min_parcels: PositiveInt = 5
     cluster_radius_km: Positive = 25
     cluster_window_hours: Positive = 12
+    # Delay clusters are looked for on this cadence of event time, not per event.
+    cluster_interval_minutes: Positive = 30
+    cluster_critical_parcels: PositiveInt = 100   # a cluster this large is CRITICAL
     damage_window_days: PositiveInt = 30
     damage_min_deliveries: PositiveInt = 50
     damage_rate_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.01
@@ -58,6 +61,18 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     @property
     def dispute_window_ms(self) -> int:
         return round(self.dispute_window_days * DAY_MS)
+
+    @property
+    def delay_dwell_ms(self) -> int:
+        return round(self.delay_dwell_hours * HOUR_MS)
+
+    @property
+    def cluster_window_ms(self) -> int:
+        return round(self.cluster_window_hours * HOUR_MS)
+
+    @property
+    def cluster_interval_ms(self) -> int:
+        return round(self.cluster_interval_minutes * MINUTE_MS)
 
     @property
     def score_interval_ms(self) -> int:

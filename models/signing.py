@@ -23,7 +23,7 @@ import msgspec
 
 from models.events import TERMINAL_SCAN_TYPES, Dispute, Proof, Scan, Signer
 from models.geo import haversine_km
-from models.parcels import DAMAGED, FINISHED, SCAN_TYPE_CODE, SIGNED, ParcelTable
+from models.parcels import DAMAGED, FINISHED, NAN, SCAN_TYPE_CODE, SIGNED, ParcelTable
 from models.privacy import mask_personal_data
 from models.routes import RouteEvent
 from models.settings import DAY_MS, Thresholds
@@ -126,8 +126,10 @@ class DisputeMatcher:
         table.flags[row] |= SIGNED
         table.signer[row] = SIGNERS.index(scan.signer) + 1 if scan.signer else 0
         table.proof[row] = PROOFS.index(scan.proof) + 1 if scan.proof else 0
-        if scan.lat is not None and scan.lon is not None:
-            table.sign_lat[row], table.sign_lon[row] = scan.lat, scan.lon
+        # The position column held the last place; from now on it is where it was signed.
+        has_position = scan.lat is not None and scan.lon is not None
+        table.lat[row] = scan.lat if has_position else NAN
+        table.lon[row] = scan.lon if has_position else NAN
         if scan.hub_id is not None:  # claims are counted against the hub that signed
             table.hub[row] = table.code(scan.hub_id)
         text = table.text
@@ -218,7 +220,7 @@ class DisputeMatcher:
 
     def _distance_km(self, row: int) -> float | None:
         table = self.parcels
-        points = (table.sign_lat[row], table.sign_lon[row], table.dest_lat[row],
+        points = (table.lat[row], table.lon[row], table.dest_lat[row],
                   table.dest_lon[row])
         if any(math.isnan(p) for p in points):
             return None

@@ -13,6 +13,7 @@ import pytest
 from benchmarks.scenario import Scenario, ScenarioConfig
 from benchmarks.writers import write_files
 from connectors.broker import EmbeddedBroker, free_port
+from models.detection import Detection
 
 CLI = str(Path(sys.executable).with_name("parcelwatch"))
 
@@ -73,3 +74,12 @@ def topic_settings(prefix: str) -> dict[str, str]:
     names = ("scans", "disputes", "weather", "alerts", "merchant_notifications",
              "route_scores", "dead_letter")
     return {f"topics__{name}": f"{prefix}-{name}" for name in names}
+
+
+class Detections(list):
+    """An output list that keeps only alerts (not the delay onsets and ends that the
+    per-parcel detectors also emit for the global step)."""
+
+    def append(self, item) -> None:
+        if type(item) is Detection:
+            super().append(item)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-from connectors.decode import VALUE_LIMIT, BatchRouter, shard_key
+from connectors.decode import AGGREGATE_KEY, VALUE_LIMIT, BatchRouter, shard_key
 from connectors.records import OutputRecord, RawBatch
-from models.events import Scan
+from models.events import Scan, WeatherWarning
 from models.shard import ShardInput, shard_of
 
 SHARDS = 8
@@ -168,13 +168,15 @@ def test_cutting_does_not_unmask_a_phone_number_across_the_limit():
     assert "1381234" not in d["value"]
 
 
-def test_bad_records_never_raise_and_weather_only_yields_dead_letters():
+def test_weather_warnings_go_to_the_global_step_and_never_to_shards():
     r = router()
     weather_ok = json.dumps({"event_id": "w1", "kind": "TYPHOON", "lat": 22.5, "lon": 114.1,
                              "radius_km": 80, "start_ts": T0, "end_ts": T0 + 1,
                              "severity": 4}).encode()
     items = r.route(batch([weather_ok, b"{}"], topic="weather"))
-    assert [key for key, _ in items] == ["dead-letter"]
+    assert [key for key, _ in items] == [AGGREGATE_KEY, "dead-letter"]
+    assert items[0][1] == WeatherWarning(event_id="w1", kind="TYPHOON", lat=22.5, lon=114.1,
+                                         radius_km=80, start_ts=T0, end_ts=T0 + 1, severity=4)
     assert dead_letters(items)[0]["source_topic"] == "prod.weather"
 
 

@@ -15,6 +15,8 @@ from models.no_movement import NoMovementDetector
 from models.settings import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
 
+from conftest import Detections
+
 H, M = HOUR_MS, MINUTE_MS
 LIMIT = 72 * H  # no_movement_hours
 LATE = 10 * M  # allowed_lateness_minutes
@@ -48,7 +50,7 @@ def summary(detections: list[Detection]) -> list[tuple[str, str, int]]:
 
 
 def run(detector: NoMovementDetector, scans: list[Scan], watermark: int) -> list[Detection]:
-    out: list[Detection] = []
+    out = Detections()
     for s in scans:
         detector.on_scan(s, out)
     detector.on_watermark(watermark, out)
@@ -77,7 +79,7 @@ def test_fires_at_last_scan_plus_72h_once_the_watermark_reaches_it():
 
 def test_detector_fires_exactly_at_the_deadline_not_a_millisecond_before():
     det = NoMovementDetector(Thresholds())
-    out: list[Detection] = []
+    out = Detections()
     det.on_scan(pickup("W1", T0), out)
     det.on_watermark(T0 + LIMIT - 1, out)
     assert out == []
@@ -113,7 +115,7 @@ def test_a_silence_already_over_when_read_gives_firing_and_resolved():
     # The next scan arrives before the watermark reached the deadline: both records follow
     # once the watermark passes it, with the same alert id.
     det = NoMovementDetector(Thresholds())
-    out: list[Detection] = []
+    out = Detections()
     det.on_scan(pickup("W1", T0), out)
     det.on_scan(scan("W1-a", "W1", T0 + 100 * H), out)
     det.on_watermark(T0 + LIMIT - 1, out)
@@ -148,7 +150,7 @@ def test_a_scan_exactly_at_the_deadline_does_not_fire():
 
 def test_duplicate_event_id_is_reported_and_changes_nothing():
     det = NoMovementDetector(Thresholds())
-    out: list[Detection] = []
+    out = Detections()
     first = pickup("W1", T0)
     assert det.on_scan(first, out) == "accepted"
     assert det.on_scan(first, out) == "duplicate"
@@ -188,7 +190,7 @@ def test_a_repeat_of_an_older_event_changes_nothing():
     # Fingerprints of the last 4 events are kept per parcel. An older repeat may be counted
     # as accepted, but it is older than the parcel's latest scan, so it cannot move it.
     det = NoMovementDetector(Thresholds())
-    out: list[Detection] = []
+    out = Detections()
     first = pickup("W1", T0)
     det.on_scan(first, out)
     for k in range(1, 6):
@@ -200,7 +202,7 @@ def test_a_repeat_of_an_older_event_changes_nothing():
 
 def test_a_repeat_after_the_parcel_was_forgotten_does_not_revive_it():
     det = NoMovementDetector(Thresholds(dispute_window_days=1))
-    out: list[Detection] = []
+    out = Detections()
     first = pickup("W1", T0)
     det.on_scan(first, out)
     det.on_scan(scan("W1-s", "W1", T0 + 10 * H, "SIGNED"), out)
@@ -216,7 +218,7 @@ def test_a_repeat_after_the_parcel_was_forgotten_does_not_revive_it():
 def test_a_stale_stall_that_is_forgotten_never_fires_again():
     thresholds = Thresholds(stale_after_days=5)
     det = NoMovementDetector(thresholds)
-    out: list[Detection] = []
+    out = Detections()
     det.on_scan(pickup("W1", T0), out)
     det.on_watermark(T0 + 6 * DAY_MS, out)  # fired at 72 h, freed after 5 days
     assert det.tracked == 0
@@ -233,7 +235,7 @@ def test_signed_and_returned_parcels_never_fire():
         det = NoMovementDetector(Thresholds())
         scans = [pickup("W1", T0), scan("W1-t", "W1", T0 + 10 * H, terminal),
                  scan("W2-t", "W2", T0 + 20 * H, terminal)]  # first seen already terminal
-        out: list[Detection] = []
+        out = Detections()
         for s in scans:
             det.on_scan(s, out)
         for step in range(1, 60):
@@ -415,7 +417,7 @@ def test_details_and_merchant_fields():
     assert details["last_hub_id"] == "WH07"
     assert details["last_city"] == "武汉"
     assert details["dwell_hours"] == 72
-    out: list[Detection] = []
+    out = Detections()
     det.on_scan(scan("W1-o", "W1", T0 + 100 * H, "OUT_FOR_DELIVERY", carrier="ZTO"), out)
     det.on_watermark(T0 + 101 * H, out)
     [resolved] = out

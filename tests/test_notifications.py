@@ -8,10 +8,11 @@ import pytest
 
 from alerts.notifications import Notifier
 from alerts.records import Alert, to_alert
-from models.detection import Detection
 from models.events import Scan
 from models.no_movement import NoMovementDetector
 from models.settings import HOUR_MS, Thresholds
+
+from conftest import Detections
 
 ACTIONS = ["URGE_CARRIER", "PROACTIVE_DELAY_NOTICE", "OFFER_COUPON"]
 # 2024-03-01 20:15 UTC is 2024-03-02 04:15 in Asia/Shanghai (UTC+8).
@@ -27,7 +28,7 @@ def no_movement_alerts(waybill: str = "YT9000001", merchant_id: str | None = "M-
                        last_scan: int = LAST_SCAN) -> tuple[Alert, Alert]:
     """A FIRING and its RESOLVED, from the detector."""
     det = NoMovementDetector(Thresholds())
-    out: list[Detection] = []
+    out = Detections()
     det.on_scan(scan(f"{waybill}-p", waybill, last_scan - 10 * HOUR_MS, "PICKUP",
                      merchant_id=merchant_id, order_id="ORD-5", hub_id="GZ01", city="广州"),
                 out)

@@ -13,6 +13,8 @@ from models.events import Scan
 from models.no_movement import NoMovementDetector
 from models.settings import DAY_MS, HOUR_MS, Thresholds
 
+from conftest import Detections
+
 T0 = 1_793_462_400_000
 
 
@@ -54,7 +56,7 @@ def scan(event_id: str, waybill: str, ts: int, kind: str = "ARRIVE") -> Scan:
 
 def test_a_stall_past_the_stale_horizon_gives_the_same_answer_however_it_is_batched():
     def run(batches: list[list[Scan]]) -> list[tuple]:
-        detector, out = NoMovementDetector(Thresholds()), []
+        detector, out = NoMovementDetector(Thresholds()), Detections()
         for batch in batches:
             for item in batch:
                 detector.on_scan(item, out)

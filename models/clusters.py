@@ -1,0 +1,281 @@
+"""WEATHER_DELAY_CLUSTER: many parcels delayed in one place at one time.
+
+The shards report delay onsets and ends (`models.delays`); the global step applies them in
+event-time order and calls `evaluate` every `cluster_interval_minutes` of event time. Each
+evaluation clusters, with scikit-learn's DBSCAN on the haversine metric, the parcels still
+delayed whose delay began in the trailing `cluster_window_hours`, together with the members
+of the clusters already open (so a cluster can grow and drift). A group of at least
+`cluster_min_parcels` within `cluster_radius_km` is a cluster.
+
+Cost: positions are snapped to a grid of about 1 km and DBSCAN runs on the occupied cells,
+weighted by how many parcels sit in each. Thousands of parcels stuck at one hub are one
+point, so the work grows with the number of distinct places (at most a few thousand cells
+within one radius), not with the number of delayed parcels; building the candidate list is
+linear in them. An evaluation with nothing new since the previous one is skipped.
+
+Identity: a group that shares members with an open cluster continues it (the one it shares
+most with); its new members join and the alert is re-emitted under the same `alert_id` with
+a larger `parcel_count`. A cluster resolves when fewer than `cluster_min_parcels` of its
+members are still delayed. Cause: a weather warning overlapping it in space and time names
+it; otherwise most members having `WEATHER` exception scans makes it `WEATHER`; else
+`UNKNOWN` (a hub jam, say).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, deque
+
+import numpy as np
+from sklearn.cluster import DBSCAN
+
+from models.delays import DelayEnd, DelayOnset
+from models.detection import Detection
+from models.events import WeatherWarning
+from models.geo import EARTH_RADIUS_KM, haversine_km
+from models.settings import Thresholds
+
+WEATHER_DELAY_CLUSTER = "WEATHER_DELAY_CLUSTER"
+GRID_DEGREES = 0.01   # about 1 km: the error this adds is small against a 25 km radius
+MAX_WAYBILLS = 100
+
+
+class Member:
+    """One parcel's delay, as the clusters see it."""
+
+    __slots__ = ("cluster", "end_ts", "onset")
+
+    def __init__(self, onset: DelayOnset):
+        self.onset = onset
+        self.end_ts: int | None = None
+        self.cluster: str | None = None
+
+    def delayed_at(self, ts: int) -> bool:
+        return self.end_ts is None or self.end_ts > ts
+
+    def order(self) -> tuple[int, str]:
+        return self.onset.onset_ts, self.onset.waybill
+
+
+class Cluster:
+    __slots__ = ("cause", "cluster_id", "fired_ts", "last_event_ts", "members", "warning")
+
+    def __init__(self, cluster_id: str, fired_ts: int):
+        self.cluster_id = cluster_id
+        self.fired_ts = fired_ts            # event_ts of the first FIRING: part of the alert id
+        self.last_event_ts = fired_ts
+        self.members: dict[str, Member] = {}
+        self.cause = "UNKNOWN"
+        self.warning: WeatherWarning | None = None
+
+
+def cluster_id_for(founder: Member) -> str:
+    text = f"{founder.onset.onset_ts}|{founder.onset.waybill}"
+    return "dc-" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+class ClusterBoard:
+    def __init__(self, thresholds: Thresholds):
+        self.min_parcels = thresholds.cluster_min_parcels
+        self.radius_km = thresholds.cluster_radius_km
+        self.window = thresholds.cluster_window_ms
+        self.critical_parcels = thresholds.cluster_critical_parcels
+        self.warning_horizon = thresholds.cluster_window_ms + thresholds.delay_dwell_ms
+        self.delays: dict[str, Member] = {}        # waybill -> its latest delay still in play
+        self.recent: deque[Member] = deque()        # delays begun in the window, by onset
+        self.open: dict[str, Cluster] = {}
+        self.warnings: list[WeatherWarning] = []
+        self.changed = False
+
+    # -- input ---------------------------------------------------------------------------
+
+    def on_onset(self, onset: DelayOnset) -> None:
+        member = Member(onset)
+        self.delays[onset.waybill] = member
+        self.recent.append(member)  # applied in event-time order: the deque stays sorted
+        self.changed = True
+
+    def on_end(self, end: DelayEnd) -> None:
+        member = self.delays.get(end.waybill)
+        if member is not None and member.onset.onset_ts == end.onset_ts:
+            member.end_ts = end.end_ts
+            self.changed = True
+
+    def on_warning(self, warning: WeatherWarning) -> None:
+        if all(w.event_id != warning.event_id for w in self.warnings):
+            self.warnings.append(warning)
+            self.changed = True
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, now: int) -> list[Detection]:
+        self._forget(now)
+        if not self.changed:
+            return []  # nothing new: the same groups as last time
+        self.changed = False
+        grown = self._assign(self._groups(self._candidates(now)))
+        out: list[Detection] = []
+        for cluster in list(self.open.values()):
+            delayed = [m for m in cluster.members.values() if m.delayed_at(now)]
+            if len(delayed) < self.min_parcels:
+                out.append(self._resolved(cluster, now))
+                self._close(cluster, now)
+                continue
+            new = grown.get(cluster.cluster_id, [])
+            details = self._details(cluster, delayed)
+            if new or details["cause"] != cluster.cause:
+                cluster.cause = details["cause"]
+                out.append(self._detection(cluster, "FIRING", cluster.last_event_ts, details,
+                                           new))
+        return out
+
+    def _forget(self, now: int) -> None:
+        """Delays begun before the window leave it; kept only while a cluster holds them."""
+        horizon = now - self.window
+        recent, delays = self.recent, self.delays
+        while recent and recent[0].onset.onset_ts <= horizon:
+            member = recent.popleft()
+            if member.cluster is None and delays.get(member.onset.waybill) is member:
+                del delays[member.onset.waybill]
+        self.warnings = [w for w in self.warnings if w.end_ts > now - self.warning_horizon]
+
+    def _candidates(self, now: int) -> list[Member]:
+        """Placed parcels still delayed: begun in the window, or members of open clusters."""
+        found = [m for m in self.recent if m.onset.lat is not None and m.delayed_at(now)]
+        horizon = now - self.window
+        for cluster in self.open.values():
+            found.extend(m for m in cluster.members.values()
+                         if m.onset.onset_ts <= horizon and m.delayed_at(now))
+        return found
+
+    def _groups(self, candidates: list[Member]) -> list[list[Member]]:
+        """DBSCAN over the occupied grid cells, each weighted by its parcels."""
+        if len(candidates) < self.min_parcels:
+            return []
+        coords = np.array([(m.onset.lat, m.onset.lon) for m in candidates])
+        cells, inverse, counts = np.unique(np.round(coords / GRID_DEGREES), axis=0,
+                                           return_inverse=True, return_counts=True)
+        labels = DBSCAN(eps=self.radius_km / EARTH_RADIUS_KM, min_samples=self.min_parcels,
+                        metric="haversine", algorithm="ball_tree").fit(
+            np.radians(cells * GRID_DEGREES), sample_weight=counts).labels_
+        groups: dict[int, list[Member]] = {}
+        for member, label in zip(candidates, labels[inverse.ravel()].tolist(), strict=True):
+            if label >= 0:
+                groups.setdefault(label, []).append(member)
+        return sorted(groups.values(), key=lambda group: min(m.order() for m in group))
+
+    def _assign(self, groups: list[list[Member]]) -> dict[str, list[Member]]:
+        """Each group continues the open cluster it shares most members with, or starts one.
+        Returns the new members of each cluster."""
+        grown: dict[str, list[Member]] = {}
+        for group in groups:
+            shared = Counter(m.cluster for m in group if m.cluster is not None)
+            new = sorted((m for m in group if m.cluster is None), key=Member.order)
+            if shared:
+                cluster = self.open[min(shared, key=lambda c: (-shared[c],
+                                                               self.open[c].fired_ts, c))]
+                if new:  # it grew when the last of them was delayed
+                    cluster.last_event_ts = max(cluster.last_event_ts, new[-1].onset.onset_ts)
+            elif len(new) >= self.min_parcels:
+                # The condition became true when the min_parcels-th of them was delayed.
+                cluster = Cluster(cluster_id_for(new[0]),
+                                  new[self.min_parcels - 1].onset.onset_ts)
+                self.open[cluster.cluster_id] = cluster
+            else:
+                continue
+            for member in new:
+                member.cluster = cluster.cluster_id
+                cluster.members[member.onset.waybill] = member
+            if new:
+                grown.setdefault(cluster.cluster_id, []).extend(new)
+        return grown
+
+    def _close(self, cluster: Cluster, now: int) -> None:
+        del self.open[cluster.cluster_id]
+        horizon = now - self.window
+        for member in cluster.members.values():
+            member.cluster = None
+            if member.onset.onset_ts <= horizon and self.delays.get(
+                    member.onset.waybill) is member:
+                del self.delays[member.onset.waybill]
+
+    # -- records -------------------------------------------------------------------------
+
+    def _resolved(self, cluster: Cluster, now: int) -> Detection:
+        """Resolved when the min_parcels-th last delayed member moved on."""
+        ends = sorted((now if m.end_ts is None else m.end_ts
+                       for m in cluster.members.values()), reverse=True)
+        at = min(now, max(cluster.last_event_ts, ends[self.min_parcels - 1]))
+        members = list(cluster.members.values())
+        return self._detection(cluster, "RESOLVED", at, self._details(cluster, members), [])
+
+    def _details(self, cluster: Cluster, delayed: list[Member]) -> dict:
+        """The contract's details; a warning found to overlap stays the cluster's cause."""
+        members = sorted(cluster.members.values(), key=Member.order)
+        placed = [m.onset for m in delayed if m.onset.lat is not None]
+        lat = float(np.mean([o.lat for o in placed]))
+        lon = float(np.mean([o.lon for o in placed]))
+        radius = max(haversine_km(lat, lon, o.lat, o.lon) for o in placed)
+        window_start = members[0].onset.onset_ts
+        window_end = max(m.onset.onset_ts for m in members)
+        warning = cluster.warning or self._warning_for(
+            lat, lon, radius, min(m.onset.since_ts for m in members), window_end)
+        cluster.warning = warning
+        weather_coded = sum(m.onset.weather for m in members)
+        weather = warning is not None or 2 * weather_coded > len(members)
+        return {
+            "cluster_id": cluster.cluster_id,
+            "centroid_lat": round(lat, 5),
+            "centroid_lon": round(lon, 5),
+            "radius_km": round(radius, 2),
+            "parcel_count": len(members),
+            "delayed_now": len(delayed),
+            "waybills": [m.onset.waybill for m in members[:MAX_WAYBILLS]],
+            "window_start_ts": window_start,
+            "window_end_ts": window_end,
+            "cause": "WEATHER" if weather else "UNKNOWN",
+            "weather_event_id": None if warning is None else warning.event_id,
+            "weather_kind": None if warning is None else warning.kind,
+            "weather_coded": weather_coded,
+            "city": _most_common(m.onset.city for m in members),
+            "hub_id": _most_common(m.onset.hub_id for m in members),
+            "carriers": dict(sorted(Counter(m.onset.carrier for m in members
+                                            if m.onset.carrier).items())),
+        }
+
+    def _warning_for(self, lat: float, lon: float, radius: float, since: int,
+                     until: int) -> WeatherWarning | None:
+        """The most severe, then nearest, warning whose area and time overlap the cluster's:
+        from when its parcels stopped to when the last one became delayed."""
+        overlapping = []
+        for w in self.warnings:
+            distance = haversine_km(lat, lon, w.lat, w.lon)
+            if distance <= w.radius_km + radius and w.start_ts <= until and w.end_ts >= since:
+                overlapping.append((-w.severity, distance, w.event_id, w))
+        return min(overlapping)[3] if overlapping else None
+
+    def _detection(self, cluster: Cluster, status: str, event_ts: int, details: dict,
+                   new: list[Member]) -> Detection:
+        critical = details["parcel_count"] >= self.critical_parcels and status == "FIRING"
+        return Detection(
+            type=WEATHER_DELAY_CLUSTER,
+            status=status,
+            severity="CRITICAL" if critical else "WARNING",
+            subject=cluster.cluster_id,
+            onset_ts=cluster.fired_ts,
+            event_ts=event_ts,
+            details=details,
+            parcels=[(m.onset.merchant_id, m.onset.waybill, m.onset.order_id)
+                     for m in new if m.onset.merchant_id],
+        )
+
+    @property
+    def delayed(self) -> int:
+        return len(self.delays)
+
+
+def _most_common(values) -> str | None:
+    counts = Counter(v for v in values if v)
+    if not counts:
+        return None
+    return min(counts, key=lambda v: (-counts[v], v))
