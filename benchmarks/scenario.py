@@ -39,6 +39,26 @@ CARRIER_WEIGHTS = list(CARRIERS.values())
 encode = msgspec.json.encode
 
 
+@dataclass(frozen=True)
+class Storm:
+    """Parcels at `city` while it lasts are held there until well after it ends; a share of
+    them get an EXCEPTION/WEATHER scan. With `warning` set, a weather warning of that kind
+    is issued for it; without, it stands for a hub jam nobody announced."""
+
+    city: str
+    start_day: float            # when it begins, in days from the scenario's start
+    hours: float
+    weather_code_share: float
+    warning: str | None = None  # the warning's kind (RAINSTORM, TYPHOON, ...)
+    radius_km: float = 60
+
+
+DEFAULT_STORMS = (
+    Storm("杭州", 15, 24, 0.6, "RAINSTORM"),
+    Storm("郑州", 9, 12, 0.0),
+)
+
+
 @dataclass
 class ScenarioConfig:
     parcels: int = 20_000
@@ -57,6 +77,8 @@ class ScenarioConfig:
     dispute_rate: float = 0.01
     disorder_minutes: float = 5
     merchants: int = 500
+    storms: tuple[Storm, ...] = DEFAULT_STORMS
+    delay_dwell_hours: float = 24              # held parcels sit at least this long
 
 
 @dataclass
@@ -66,6 +88,7 @@ class Truth:
     alerts: list[dict] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     bad_routes: list[str] = field(default_factory=list)  # routes injected with high damage
+    clusters: list[dict] = field(default_factory=list)   # one per storm: where, when, who
 
 
 class Scenario:
@@ -78,13 +101,16 @@ class Scenario:
         self._seq = 0
         self._event_seq = 0
         self.parcels_started = 0
+        self._held: dict[Storm, list[str]] = {storm: [] for storm in config.storms}
 
     # -- public --------------------------------------------------------------------------
 
     def records(self) -> Iterator[tuple[str, str | None, bytes]]:
         """(topic, key, value) in arrival order: scans, then-or-between disputes, weather."""
         cfg = self.config
-        heap: list = []
+        heap: list = [self._warning(n, storm) for n, storm in enumerate(cfg.storms)
+                      if storm.warning is not None]
+        heapq.heapify(heap)
         span = cfg.days * DAY - 6 * DAY
         for i in range(cfg.parcels):
             created = cfg.start_ts + self._pickup_offset(i, span)
@@ -95,7 +121,6 @@ class Scenario:
                 heapq.heappush(heap, item)
         while heap:
             yield from self._release(heapq.heappop(heap))
-        yield from self._weather()
         self._finish_truth()
 
     # -- generation ----------------------------------------------------------------------
@@ -200,6 +225,8 @@ class Scenario:
         damaged = rng.random() < damage_rate
         in_transit = damaged and rng.random() < 0.5
         steps = self._journey(created, stops, in_transit)
+        for storm in cfg.storms:
+            steps = self._weather_the_storm(storm, steps, waybill)
         if rng.random() < cfg.stall_rate:
             steps = self._stall(steps)
         merchant = f"M{rng.randrange(cfg.merchants):05d}"
@@ -302,14 +329,43 @@ class Scenario:
         self.truth.counts[f"disputes_{kind.lower()}"] += 1
         return self._next(ts, "disputes", waybill, record), ts
 
-    def _weather(self) -> Iterator[tuple[str, str | None, bytes]]:
-        cfg = self.config
-        lat, lon = CITIES["杭州"]
-        start = cfg.start_ts + int(cfg.days * DAY / 2)
-        record = {"event_id": f"wx-{cfg.seed}-1", "kind": "RAINSTORM", "lat": lat, "lon": lon,
-                  "radius_km": 60, "start_ts": start, "end_ts": start + DAY, "severity": 3}
-        self.truth.counts["weather_records"] += 1
-        yield "weather", None, encode(record)
+    def _storm_window(self, storm: Storm) -> tuple[int, int]:
+        start = self.config.start_ts + int(storm.start_day * DAY)
+        return start, start + int(storm.hours * HOUR)
+
+    def _warning(self, n: int, storm: Storm) -> tuple:
+        """The warning for a storm, issued six hours before it begins."""
+        lat, lon = CITIES[storm.city]
+        start, end = self._storm_window(storm)
+        record = {"event_id": self._warning_id(n), "kind": storm.warning, "lat": lat,
+                  "lon": lon, "radius_km": storm.radius_km, "start_ts": start, "end_ts": end,
+                  "severity": 3}
+        self._seq += 1
+        return (start - 6 * HOUR, self._seq, "weather", None, encode(record))
+
+    def _warning_id(self, n: int) -> str:
+        return f"wx-{self.config.seed}-{n + 1}"
+
+    def _weather_the_storm(self, storm: Storm, steps: list, waybill: str) -> list:
+        """A parcel sitting in the storm's city while it rages moves on only well after it."""
+        start, end = self._storm_window(storm)
+        city = CITY_NAMES.index(storm.city)
+        for i, (kind, ts, at, _) in enumerate(steps[:-1]):
+            next_ts = steps[i + 1][1]
+            if at != city or kind == "DEPART" or next_ts <= start or ts >= end:
+                continue
+            rng = self.rng
+            held_from = max(ts, start)
+            resume = max(end, held_from + int(self.config.delay_dwell_hours * HOUR) + 2 * HOUR)
+            resume += rng.randrange(12 * HOUR)
+            head, tail = steps[:i + 1], steps[i + 1:]
+            if rng.random() < storm.weather_code_share:
+                head.append(("EXCEPTION", held_from + rng.randrange(HOUR, 2 * HOUR), city,
+                             {"exception_code": "WEATHER"}))
+            shift = max(0, resume - tail[0][1])
+            self._held[storm].append(waybill)
+            return head + [(k, t + shift, c, extra) for k, t, c, extra in tail]
+        return steps
 
     # -- ground truth --------------------------------------------------------------------
 
@@ -339,7 +395,18 @@ class Scenario:
         self.truth.counts["final_watermark"] = watermark
         self.truth.counts["parcels"] = self.config.parcels
         self.truth.bad_routes = ["{}:{}>{}".format(*BAD_ROUTE)]
+        for n, storm in enumerate(self.config.storms):
+            start, end = self._storm_window(storm)
+            self.truth.clusters.append({
+                "type": "WEATHER_DELAY_CLUSTER", "city": storm.city, "start_ts": start,
+                "end_ts": end, "cause": "WEATHER" if storm.warning or
+                storm.weather_code_share > 0.5 else "UNKNOWN",
+                "weather_event_id": self._warning_id(n) if storm.warning else None,
+                "waybills": sorted(self._held[storm])})
+            self.truth.counts["storm_held_parcels"] += len(self._held[storm])
 
     def summary(self) -> dict:
         return {"config": asdict(self.config), "counts": dict(self.truth.counts),
-                "bad_routes": self.truth.bad_routes}
+                "bad_routes": self.truth.bad_routes,
+                "clusters": [{k: v for k, v in c.items() if k != "waybills"}
+                             | {"parcels": len(c["waybills"])} for c in self.truth.clusters]}

@@ -27,7 +27,6 @@ import hashlib
 from collections import Counter, deque
 
 import numpy as np
-from sklearn.cluster import DBSCAN
 
 from models.delays import DelayEnd, DelayOnset
 from models.detection import Detection
@@ -122,7 +121,7 @@ class ClusterBoard:
                 self._close(cluster, now)
                 continue
             new = grown.get(cluster.cluster_id, [])
-            details = self._details(cluster, delayed)
+            details = self._details(cluster, delayed, len(delayed))
             if new or details["cause"] != cluster.cause:
                 cluster.cause = details["cause"]
                 out.append(self._detection(cluster, "FIRING", cluster.last_event_ts, details,
@@ -152,6 +151,10 @@ class ClusterBoard:
         """DBSCAN over the occupied grid cells, each weighted by its parcels."""
         if len(candidates) < self.min_parcels:
             return []
+        # Loaded on first use: scikit-learn takes seconds to import, and most commands and
+        # runs without delayed parcels never need it.
+        from sklearn.cluster import DBSCAN
+
         coords = np.array([(m.onset.lat, m.onset.lon) for m in candidates])
         cells, inverse, counts = np.unique(np.round(coords / GRID_DEGREES), axis=0,
                                            return_inverse=True, return_counts=True)
@@ -207,12 +210,15 @@ class ClusterBoard:
                        for m in cluster.members.values()), reverse=True)
         at = min(now, max(cluster.last_event_ts, ends[self.min_parcels - 1]))
         members = list(cluster.members.values())
-        return self._detection(cluster, "RESOLVED", at, self._details(cluster, members), [])
+        still = sum(m.delayed_at(now) for m in members)
+        return self._detection(cluster, "RESOLVED", at, self._details(cluster, members, still),
+                               [])
 
-    def _details(self, cluster: Cluster, delayed: list[Member]) -> dict:
-        """The contract's details; a warning found to overlap stays the cluster's cause."""
+    def _details(self, cluster: Cluster, around: list[Member], delayed_now: int) -> dict:
+        """The contract's details, centred on the members `around`; a warning found to
+        overlap stays the cluster's cause."""
         members = sorted(cluster.members.values(), key=Member.order)
-        placed = [m.onset for m in delayed if m.onset.lat is not None]
+        placed = [m.onset for m in around if m.onset.lat is not None]
         lat = float(np.mean([o.lat for o in placed]))
         lon = float(np.mean([o.lon for o in placed]))
         radius = max(haversine_km(lat, lon, o.lat, o.lon) for o in placed)
@@ -229,7 +235,7 @@ class ClusterBoard:
             "centroid_lon": round(lon, 5),
             "radius_km": round(radius, 2),
             "parcel_count": len(members),
-            "delayed_now": len(delayed),
+            "delayed_now": delayed_now,
             "waybills": [m.onset.waybill for m in members[:MAX_WAYBILLS]],
             "window_start_ts": window_start,
             "window_end_ts": window_end,

@@ -8,9 +8,9 @@ through scans that do not move it (`EXCEPTION` or `DELIVERY_FAILED` at the same 
 when the parcel moves on or its trip ends.
 
 The dwell deadline shares the row's one event-time timer with NO_MOVEMENT (the earlier of the
-two), so it fires on the same watermark. A dwell that a newer scan reveals (the parcel moved on
-after more than the dwell, read before the watermark got there) is reported at once with its
-end, so what is found never depends on how partitions were interleaved.
+two), so it fires on the same watermark. A dwell that a newer scan reveals (the parcel scanned
+again after more than the dwell, read before the watermark got there) is reported at once,
+so what is found never depends on how partitions were interleaved.
 
 Each onset and end goes to the global step, which clusters them (`models.clusters`).
 """
@@ -67,12 +67,15 @@ class DelayWatch:
             return
         if scan.ts != table.last_ts[row]:
             return  # older than the parcel's latest scan: it moves nothing now
+        at = self.deadline(row)
+        if at <= scan.ts:  # a dwell this scan reveals, whether or not a watermark saw it
+            self._begin(row, at, False, out)
         hub = table.code(scan.hub_id) if scan.hub_id is not None else 0
         has_position = scan.lat is not None and scan.lon is not None
         if has_position and hub:
             self.hub_positions[hub] = (scan.lat, scan.lon)
         if self._moves(row, scan, hub):
-            self._leave(row, scan.ts, out)
+            self._end(row, scan.ts, out)
             if scan.scan_type == "DEPART":
                 table.place[row], table.place_since[row] = 0, NO_TIME
             else:
@@ -110,13 +113,6 @@ class DelayWatch:
         if scan.scan_type in ARRIVING_TYPES or scan.scan_type == "DEPART":
             return True
         return bool(hub) and hub != self.parcels.place[row]
-
-    def _leave(self, row: int, ts: int, out: list) -> None:
-        """The parcel moves on at `ts`: a dwell long enough counts even if no timer saw it."""
-        at = self.deadline(row)
-        if at <= ts:
-            self._begin(row, at, False, out)
-        self._end(row, ts, out)
 
     def _set_position(self, row: int, scan: Scan, hub: int, has_position: bool) -> None:
         table = self.parcels

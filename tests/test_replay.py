@@ -86,8 +86,9 @@ def test_every_junk_record_reaches_the_dead_letter_output_with_a_reason(scenario
 
 def test_one_notification_per_firing_parcel_alert(replayed):
     firing = {a["alert_id"] for a in replayed["alerts"]
-              if a["status"] == "FIRING" and a["merchant_id"]}
-    notes = replayed["merchant-notifications"]
+              if a["status"] == "FIRING" and a["merchant_id"] and a["waybill"]}
+    notes = [n for n in replayed["merchant-notifications"]
+             if n["type"] in ("NO_MOVEMENT", "SIGNED_DISPUTED")]
     assert {n["alert_id"] for n in notes} == firing
     assert len({n["notification_id"] for n in notes}) == len(notes)
     assert all(n["locale"] == "zh-CN" and n["suggested_actions"] for n in notes)
@@ -126,9 +127,52 @@ def test_duplicates_and_junk_change_nothing_but_their_counts(scenario, tmp_path)
 def test_replay_is_deterministic(scenario, replayed, tmp_path):
     _, paths = scenario
     result = cli("replay", "--scans", paths["scans"], "--disputes", paths["disputes"],
-                 "--out", tmp_path)
+                 "--weather", paths["weather"], "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     again = read_jsonl(tmp_path / "alerts.jsonl")
     strip = [{k: v for k, v in a.items() if k != "emitted_at"} for a in again]
     first = [{k: v for k, v in a.items() if k != "emitted_at"} for a in replayed["alerts"]]
     assert sorted(map(repr, strip)) == sorted(map(repr, first))
+
+
+def clusters_by_id(replayed) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for alert in replayed["alerts"]:
+        if alert["type"] == "WEATHER_DELAY_CLUSTER":
+            found.setdefault(alert["alert_id"], []).append(alert)
+    return found
+
+
+def test_each_injected_storm_is_found_once_with_its_cause_and_nothing_else_is(scenario,
+                                                                             replayed):
+    generated, _ = scenario
+    found = clusters_by_id(replayed)
+    assert len(found) == len(generated.truth.clusters) == 2
+    for truth in generated.truth.clusters:
+        [records] = [r for r in found.values() if r[0]["details"]["city"] == truth["city"]]
+        assert [r["status"] for r in records][-1] == "RESOLVED"
+        assert {r["details"]["cluster_id"] for r in records} == {records[0]["details"][
+            "cluster_id"]}
+        last = records[-1]["details"]
+        assert (last["cause"], last["weather_event_id"]) == (truth["cause"],
+                                                            truth["weather_event_id"])
+        held, members = set(truth["waybills"]), set(last["waybills"])
+        assert last["parcel_count"] == len(members)  # fewer than 100: all are listed
+        assert len(members & held) >= 0.8 * len(held)
+        assert len(members - held) <= 0.1 * len(members)
+        assert truth["start_ts"] <= records[0]["event_ts"] <= truth["end_ts"] + 48 * 3_600_000
+
+
+def test_each_parcel_in_a_cluster_gets_one_notification_for_its_merchant(replayed):
+    notes = [n for n in replayed["merchant-notifications"]
+             if n["type"] == "WEATHER_DELAY_CLUSTER"]
+    for alert_id, records in clusters_by_id(replayed).items():
+        mine = [n for n in notes if n["alert_id"] == alert_id]
+        assert sorted(n["waybill"] for n in mine) == sorted(records[-1]["details"]["waybills"])
+        assert all(n["digest_key"] == f"{n['merchant_id']}:{alert_id}" for n in mine)
+        assert all([a["code"] for a in n["suggested_actions"]] ==
+                   ["PROACTIVE_DELAY_NOTICE", "OFFER_COUPON"] for n in mine)
+        city = records[-1]["details"]["city"]
+        assert all(city in n["title"] and n["waybill"] in n["body"] for n in mine)
+    hangzhou = [n for n in notes if "杭州" in n["title"]]
+    assert hangzhou and all("暴雨" in n["body"] for n in hangzhou)
