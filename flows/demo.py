@@ -90,12 +90,29 @@ def _summary(alerts: list[dict], notes: list[dict], dead: int, scenario: Scenari
                       if a["type"] == "ROUTE_DAMAGE_RATE" and a["status"] == "FIRING"})
     console.print(f"routes flagged for damage: {', '.join(flagged) or 'none'} "
                   f"(injected: {', '.join(scenario.truth.bad_routes)})")
+    _clusters(alerts, scenario)
     console.print(f"dead-letter: {dead} records (injected junk: "
                   f"{scenario.truth.counts['junk']})")
-    samples = {note["type"]: note for note in notes}  # one of each kind, up to three
-    for note in list(samples.values())[:3]:
+    samples = {note["type"]: note for note in notes}  # one of each kind
+    for note in samples.values():
         console.print(f"\n[bold]{escape(note['title'])}[/bold]\n{escape(note['body'])}")
         for action in note["suggested_actions"]:
             console.print(escape(f"  • [{action['code']}] {action['text']}"))
     console.print(f"\nmetrics were served on http://{settings.metrics.host}:"
                   f"{settings.metrics.port}/metrics")
+
+
+def _clusters(alerts: list[dict], scenario: Scenario) -> None:
+    """Each delay cluster's last record, next to the storms the scenario injected."""
+    last = {a["alert_id"]: a for a in alerts if a["type"] == "WEATHER_DELAY_CLUSTER"}
+    table = Table(title="delay clusters (last record of each)")
+    for column in ("city", "status", "parcels", "cause", "weather warning", "radius km"):
+        table.add_column(column)
+    for alert in last.values():
+        d = alert["details"]
+        table.add_row(d["city"] or "-", alert["status"], str(d["parcel_count"]), d["cause"],
+                      d["weather_event_id"] or "-", f"{d['radius_km']:g}")
+    console.print(table)
+    injected = ", ".join(f"{c['city']} ({len(c['waybills'])} parcels held, {c['cause']})"
+                         for c in scenario.truth.clusters)
+    console.print(f"storms injected: {injected or 'none'}")

@@ -2,10 +2,10 @@
 
 The shards report delay onsets and ends (`models.delays`); the global step applies them in
 event-time order and calls `evaluate` every `cluster_interval_minutes` of event time. Each
-evaluation clusters, with scikit-learn's DBSCAN on the haversine metric, the parcels still
-delayed whose delay began in the trailing `cluster_window_hours`, together with the members
-of the clusters already open (so a cluster can grow and drift). A group of at least
-`cluster_min_parcels` within `cluster_radius_km` is a cluster.
+evaluation clusters, with scikit-learn's DBSCAN on the haversine metric, the parcels whose
+delay began in the trailing `cluster_window_hours`. A group of at least
+`cluster_min_parcels` within `cluster_radius_km`, that many of them still delayed, is a
+cluster.
 
 Cost: positions are snapped to a grid of about 1 km and DBSCAN runs on the occupied cells,
 weighted by how many parcels sit in each. Thousands of parcels stuck at one hub are one
@@ -13,17 +13,20 @@ point, so the work grows with the number of distinct places (at most a few thous
 within one radius), not with the number of delayed parcels; building the candidate list is
 linear in them. An evaluation with nothing new since the previous one is skipped.
 
-Identity: a group that shares members with an open cluster continues it (the one it shares
-most with); its new members join and the alert is re-emitted under the same `alert_id` with
-a larger `parcel_count`. A cluster resolves when fewer than `cluster_min_parcels` of its
-members are still delayed. Cause: a weather warning overlapping it in space and time names
-it; otherwise most members having `WEATHER` exception scans makes it `WEATHER`; else
-`UNKNOWN` (a hub jam, say).
+Identity: a group that shares members with an open cluster (and is centred near it)
+continues it: consecutive evaluations' windows overlap, so a storm that lasts or drifts keeps
+its cluster. New members join and the alert is re-emitted under the same `alert_id` with a
+larger `parcel_count`. A cluster resolves when fewer than `cluster_min_parcels` of its members
+are still delayed (parcels that never move again count until they are forgotten as stale).
+
+Cause: a weather warning overlapping it in space and time names it; otherwise most members
+having `WEATHER` exception scans makes it `WEATHER`; else `UNKNOWN` (a hub jam, say).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import Counter, deque
 
 import numpy as np
@@ -31,7 +34,7 @@ import numpy as np
 from models.delays import DelayEnd, DelayOnset
 from models.detection import Detection
 from models.events import WeatherWarning
-from models.geo import EARTH_RADIUS_KM, haversine_km
+from models.geo import EARTH_RADIUS_KM, haversine_km, haversine_km_many
 from models.settings import Thresholds
 
 WEATHER_DELAY_CLUSTER = "WEATHER_DELAY_CLUSTER"
@@ -57,10 +60,12 @@ class Member:
 
 
 class Cluster:
-    __slots__ = ("cause", "cluster_id", "fired_ts", "last_event_ts", "members", "warning")
+    __slots__ = ("cause", "centre", "cluster_id", "fired_ts", "last_event_ts", "members",
+                 "warning")
 
-    def __init__(self, cluster_id: str, fired_ts: int):
+    def __init__(self, cluster_id: str, fired_ts: int, centre: tuple[float, float]):
         self.cluster_id = cluster_id
+        self.centre = centre                # (lat, lon) of its delayed members, last seen
         self.fired_ts = fired_ts            # event_ts of the first FIRING: part of the alert id
         self.last_event_ts = fired_ts
         self.members: dict[str, Member] = {}
@@ -77,6 +82,8 @@ class ClusterBoard:
     def __init__(self, thresholds: Thresholds):
         self.min_parcels = thresholds.cluster_min_parcels
         self.radius_km = thresholds.cluster_radius_km
+        self.eps = thresholds.cluster_radius_km / EARTH_RADIUS_KM  # in radians, for haversine
+        self.max_extent_km = thresholds.cluster_max_extent_km
         self.window = thresholds.cluster_window_ms
         self.critical_parcels = thresholds.cluster_critical_parcels
         self.warning_horizon = thresholds.cluster_window_ms + thresholds.delay_dwell_ms
@@ -112,7 +119,7 @@ class ClusterBoard:
         if not self.changed:
             return []  # nothing new: the same groups as last time
         self.changed = False
-        grown = self._assign(self._groups(self._candidates(now)))
+        grown = self._assign(self._groups(self._candidates()), now)
         out: list[Detection] = []
         for cluster in list(self.open.values()):
             delayed = [m for m in cluster.members.values() if m.delayed_at(now)]
@@ -138,14 +145,11 @@ class ClusterBoard:
                 del delays[member.onset.waybill]
         self.warnings = [w for w in self.warnings if w.end_ts > now - self.warning_horizon]
 
-    def _candidates(self, now: int) -> list[Member]:
-        """Placed parcels still delayed: begun in the window, or members of open clusters."""
-        found = [m for m in self.recent if m.onset.lat is not None and m.delayed_at(now)]
-        horizon = now - self.window
-        for cluster in self.open.values():
-            found.extend(m for m in cluster.members.values()
-                         if m.onset.onset_ts <= horizon and m.delayed_at(now))
-        return found
+    def _candidates(self) -> list[Member]:
+        """Placed parcels whose delay began in the window, moved on since or not. Older
+        members of open clusters stay out: parcels stuck for days would otherwise pull every
+        later delay near them into their cluster."""
+        return [m for m in self.recent if m.onset.lat is not None]
 
     def _groups(self, candidates: list[Member]) -> list[list[Member]]:
         """DBSCAN over the occupied grid cells, each weighted by its parcels."""
@@ -156,24 +160,70 @@ class ClusterBoard:
         from sklearn.cluster import DBSCAN
 
         coords = np.array([(m.onset.lat, m.onset.lon) for m in candidates])
-        cells, inverse, counts = np.unique(np.round(coords / GRID_DEGREES), axis=0,
-                                           return_inverse=True, return_counts=True)
-        labels = DBSCAN(eps=self.radius_km / EARTH_RADIUS_KM, min_samples=self.min_parcels,
-                        metric="haversine", algorithm="ball_tree").fit(
-            np.radians(cells * GRID_DEGREES), sample_weight=counts).labels_
+        cells, inverse, weights = np.unique(np.round(coords / GRID_DEGREES), axis=0,
+                                            return_inverse=True, return_counts=True)
+        points = np.radians(cells * GRID_DEGREES)
+        labels = DBSCAN(eps=self.eps, min_samples=self.min_parcels, metric="haversine",
+                        algorithm="ball_tree").fit(points, sample_weight=weights).labels_
+        labels = self._split_wide(points, weights, labels)
         groups: dict[int, list[Member]] = {}
         for member, label in zip(candidates, labels[inverse.ravel()].tolist(), strict=True):
             if label >= 0:
                 groups.setdefault(label, []).append(member)
-        return sorted(groups.values(), key=lambda group: min(m.order() for m in group))
+        return sorted(groups.values(),
+                      key=lambda group: min((m.onset.onset_ts, m.onset.waybill) for m in group))
 
-    def _assign(self, groups: list[list[Member]]) -> dict[str, list[Member]]:
-        """Each group continues the open cluster it shares most members with, or starts one.
-        Returns the new members of each cluster."""
+    def _split_wide(self, points: np.ndarray, weights: np.ndarray,
+                    labels: np.ndarray) -> np.ndarray:
+        """DBSCAN chains dense areas together: with delays everywhere (a peak week) one group
+        could span the country. A group reaching farther than `cluster_max_extent_km` from its
+        centre is split into discs of `cluster_radius_km`."""
+        labels = labels.copy()
+        next_label = int(labels.max()) + 1
+        degrees = np.degrees(points)
+        for label in np.unique(labels[labels >= 0]).tolist():
+            index = np.flatnonzero(labels == label)
+            lat, lon = np.average(degrees[index], axis=0, weights=weights[index])
+            if haversine_km_many(lat, lon, *degrees[index].T).max() <= self.max_extent_km:
+                continue
+            labels[index] = -1
+            for disc in self._discs(points[index], weights[index]):
+                labels[index[disc]] = next_label
+                next_label += 1
+        return labels
+
+    def _discs(self, points: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
+        """Densest cell first, each disc takes the cells within the radius not yet taken."""
+        from sklearn.neighbors import BallTree
+
+        neighbours = BallTree(points, metric="haversine").query_radius(points, r=self.eps)
+        sizes = np.array([len(n) for n in neighbours])
+        density = np.add.reduceat(weights[np.concatenate(neighbours)],
+                                  np.concatenate(([0], np.cumsum(sizes)[:-1])))
+        taken = np.zeros(len(points), dtype=bool)
+        discs = []
+        for cell in np.lexsort((np.arange(len(points)), -density)).tolist():
+            if taken[cell]:
+                continue
+            free = neighbours[cell][~taken[neighbours[cell]]]
+            if weights[free].sum() >= self.min_parcels:
+                taken[free] = True
+                discs.append(free)
+        return discs
+
+    def _assign(self, groups: list[list[Member]], now: int) -> dict[str, list[Member]]:
+        """Each group continues the open cluster it shares most members with, or starts one
+        if at least `cluster_min_parcels` of it are still delayed. Its parcels still delayed
+        join. Returns the new members of each cluster."""
         grown: dict[str, list[Member]] = {}
         for group in groups:
-            shared = Counter(m.cluster for m in group if m.cluster is not None)
-            new = sorted((m for m in group if m.cluster is None), key=Member.order)
+            lat = sum(m.onset.lat for m in group) / len(group)
+            lon = sum(m.onset.lon for m in group) / len(group)
+            # Only a cluster whose centre is near: chained groups must not make it sprawl.
+            shared = Counter(m.cluster for m in group if m.cluster is not None and haversine_km(
+                lat, lon, *self.open[m.cluster].centre) <= self.radius_km)
+            new = sorted((m for m in group if m.cluster is None and m.delayed_at(now)),
+                         key=Member.order)
             if shared:
                 cluster = self.open[min(shared, key=lambda c: (-shared[c],
                                                                self.open[c].fired_ts, c))]
@@ -182,7 +232,7 @@ class ClusterBoard:
             elif len(new) >= self.min_parcels:
                 # The condition became true when the min_parcels-th of them was delayed.
                 cluster = Cluster(cluster_id_for(new[0]),
-                                  new[self.min_parcels - 1].onset.onset_ts)
+                                  new[self.min_parcels - 1].onset.onset_ts, (lat, lon))
                 self.open[cluster.cluster_id] = cluster
             else:
                 continue
@@ -217,18 +267,20 @@ class ClusterBoard:
     def _details(self, cluster: Cluster, around: list[Member], delayed_now: int) -> dict:
         """The contract's details, centred on the members `around`; a warning found to
         overlap stays the cluster's cause."""
-        members = sorted(cluster.members.values(), key=Member.order)
-        placed = [m.onset for m in around if m.onset.lat is not None]
-        lat = float(np.mean([o.lat for o in placed]))
-        lon = float(np.mean([o.lon for o in placed]))
-        radius = max(haversine_km(lat, lon, o.lat, o.lon) for o in placed)
-        window_start = members[0].onset.onset_ts
-        window_end = max(m.onset.onset_ts for m in members)
+        members = list(cluster.members.values())
+        onsets = [m.onset for m in members]
+        lats = np.array([m.onset.lat for m in around])
+        lons = np.array([m.onset.lon for m in around])
+        lat, lon = float(lats.mean()), float(lons.mean())
+        cluster.centre = (lat, lon)
+        radius = float(haversine_km_many(lat, lon, lats, lons).max())
+        window_end = max(o.onset_ts for o in onsets)
         warning = cluster.warning or self._warning_for(
-            lat, lon, radius, min(m.onset.since_ts for m in members), window_end)
+            lat, lon, radius, min(o.since_ts for o in onsets), window_end)
         cluster.warning = warning
-        weather_coded = sum(m.onset.weather for m in members)
+        weather_coded = sum(o.weather for o in onsets)
         weather = warning is not None or 2 * weather_coded > len(members)
+        first = heapq.nsmallest(MAX_WAYBILLS, ((o.onset_ts, o.waybill) for o in onsets))
         return {
             "cluster_id": cluster.cluster_id,
             "centroid_lat": round(lat, 5),
@@ -236,17 +288,16 @@ class ClusterBoard:
             "radius_km": round(radius, 2),
             "parcel_count": len(members),
             "delayed_now": delayed_now,
-            "waybills": [m.onset.waybill for m in members[:MAX_WAYBILLS]],
-            "window_start_ts": window_start,
+            "waybills": [waybill for _, waybill in first],
+            "window_start_ts": first[0][0],
             "window_end_ts": window_end,
             "cause": "WEATHER" if weather else "UNKNOWN",
             "weather_event_id": None if warning is None else warning.event_id,
             "weather_kind": None if warning is None else warning.kind,
             "weather_coded": weather_coded,
-            "city": _most_common(m.onset.city for m in members),
-            "hub_id": _most_common(m.onset.hub_id for m in members),
-            "carriers": dict(sorted(Counter(m.onset.carrier for m in members
-                                            if m.onset.carrier).items())),
+            "city": _most_common(o.city for o in onsets),
+            "hub_id": _most_common(o.hub_id for o in onsets),
+            "carriers": dict(sorted(Counter(o.carrier for o in onsets if o.carrier).items())),
         }
 
     def _warning_for(self, lat: float, lon: float, radius: float, since: int,

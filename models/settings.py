@@ -26,6 +26,8 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     # Delay clusters are looked for on this cadence of event time, not per event.
     cluster_interval_minutes: Positive = 30
     cluster_critical_parcels: PositiveInt = 100   # a cluster this large is CRITICAL
+    # A cluster reaching farther than this from its centre (delays everywhere) is split.
+    cluster_max_extent_km: Positive = 100
     damage_window_days: PositiveInt = 30
     damage_min_deliveries: PositiveInt = 50
     damage_rate_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.01

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import memory, throughput
+from benchmarks import clustering, memory, throughput
 
 
 def test_memory_benchmark_reports_bytes_per_tracked_parcel():
@@ -18,3 +18,17 @@ def test_throughput_benchmark_reports_both_paths():
     for path in ("replay", "run_exit_at_end"):
         assert result[path]["seconds"] > 0
         assert result[path]["events_per_second"] > 0
+
+
+def test_clustering_benchmark_reports_every_layout_and_draws_its_plot(tmp_path):
+    runs = clustering.measure([200, 400], show_progress=False)
+    assert [(r["layout"], r["delayed"]) for r in runs] == [
+        (layout, n) for n in (200, 400) for layout in clustering.LAYOUTS]
+    for run in runs:
+        assert run["first_evaluation_ms"] >= 0 and run["steady_evaluation_ms"] >= 0
+        assert 0 <= run["parcels_in_clusters"] <= run["delayed"]
+    by_layout = {r["layout"]: r for r in runs if r["delayed"] == 400}
+    assert by_layout["one-city"]["clusters"] == 1  # a storm over one city is one cluster
+    assert by_layout["scattered"]["clusters"] == 0  # 400 places across the country: none
+    clustering.plot(runs, tmp_path / "clustering.png")
+    assert (tmp_path / "clustering.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

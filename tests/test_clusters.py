@@ -215,3 +215,16 @@ def test_thousands_of_parcels_at_a_few_hubs_cluster_by_hub():
     counts = sorted(details["parcel_count"] for details in last.values())
     assert counts == [2000, 4000]  # the two Hangzhou hubs are 20 km apart: one cluster
     assert all(len(details["waybills"]) == 100 for details in last.values())
+
+
+def test_delays_everywhere_split_into_clusters_no_wider_than_the_extent():
+    # A peak week: delays all over a region 600 km across, dense enough for DBSCAN to chain
+    # them into one group.
+    rng = random.Random(2)
+    delays = [onset(f"W{i:05d}", T0 + i * 10_000, where=(rng.uniform(27, 33),
+                                                          rng.uniform(115, 121)))
+              for i in range(3000)]
+    found = Step()(delays, T0 + 9 * H)
+    last = {d.subject: d.details for d in found}
+    assert len(last) > 10
+    assert max(details["radius_km"] for details in last.values()) <= 100
