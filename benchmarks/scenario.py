@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ class Storm:
     is issued for it; without, it stands for a hub jam nobody announced."""
 
     city: str
-    start_day: float            # when it begins, in days from the scenario's start
+    start_share: float          # when it begins, as a share of the scenario's days
     hours: float
     weather_code_share: float
     warning: str | None = None  # the warning's kind (RAINSTORM, TYPHOON, ...)
@@ -54,8 +55,8 @@ class Storm:
 
 
 DEFAULT_STORMS = (
-    Storm("杭州", 15, 24, 0.6, "RAINSTORM"),
-    Storm("郑州", 9, 12, 0.0),
+    Storm("杭州", 0.5, 24, 0.6, "RAINSTORM"),
+    Storm("郑州", 0.3, 12, 0.0),
 )
 
 
@@ -111,9 +112,8 @@ class Scenario:
         heap: list = [self._warning(n, storm) for n, storm in enumerate(cfg.storms)
                       if storm.warning is not None]
         heapq.heapify(heap)
-        span = cfg.days * DAY - 6 * DAY
-        for i in range(cfg.parcels):
-            created = cfg.start_ts + self._pickup_offset(i, span)
+        for i, offset in enumerate(self._pickup_offsets()):
+            created = cfg.start_ts + offset
             self.parcels_started = i + 1
             while heap and heap[0][0] <= created:
                 yield from self._release(heapq.heappop(heap))
@@ -125,11 +125,20 @@ class Scenario:
 
     # -- generation ----------------------------------------------------------------------
 
-    def _pickup_offset(self, i: int, span: float) -> int:
-        """Even spread over the days, with a daily rhythm: most pickups 08:00-20:00 local."""
-        day = int(span * i / max(1, self.config.parcels) // DAY)
-        hour = self.rng.choice((8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 2))
-        return day * DAY + hour * HOUR + self.rng.randrange(HOUR) - 8 * HOUR
+    def _pickup_offsets(self) -> Iterator[int]:
+        """Pickup times in order: an even spread over the days (the last six left for the
+        trips to end), with a daily rhythm: most pickups 08:00-20:00 local. Drawn a day at a
+        time and sorted, so records are released in arrival order."""
+        parcels = self.config.parcels
+        span = max(DAY, self.config.days * DAY - 6 * DAY)
+        first = 0
+        for day in range(math.ceil(span / DAY)):
+            last = min(parcels, math.ceil((day + 1) * DAY * parcels / span))
+            hours = (8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 2)
+            yield from sorted(day * DAY + self.rng.choice(hours) * HOUR
+                              + self.rng.randrange(HOUR) - 8 * HOUR
+                              for _ in range(last - first))
+            first = last
 
     def _next(self, at: int, topic: str, key: str, record: dict) -> tuple:
         self._seq += 1
@@ -330,7 +339,7 @@ class Scenario:
         return self._next(ts, "disputes", waybill, record), ts
 
     def _storm_window(self, storm: Storm) -> tuple[int, int]:
-        start = self.config.start_ts + int(storm.start_day * DAY)
+        start = self.config.start_ts + int(storm.start_share * self.config.days * DAY)
         return start, start + int(storm.hours * HOUR)
 
     def _warning(self, n: int, storm: Storm) -> tuple:

@@ -35,7 +35,7 @@ from models.delays import DelayEnd, DelayOnset
 from models.detection import Detection
 from models.events import WeatherWarning
 from models.geo import EARTH_RADIUS_KM, haversine_km, haversine_km_many
-from models.settings import Thresholds
+from models.settings import DAY_MS, Thresholds
 
 WEATHER_DELAY_CLUSTER = "WEATHER_DELAY_CLUSTER"
 GRID_DEGREES = 0.01   # about 1 km: the error this adds is small against a 25 km radius
@@ -60,8 +60,13 @@ class Member:
 
 
 class Cluster:
-    __slots__ = ("cause", "centre", "cluster_id", "fired_ts", "last_event_ts", "members",
-                 "warning")
+    """An open cluster: the members that can still matter (delayed, or begun in the window)
+    and running figures over every parcel that ever joined, so it stays small however long
+    it lasts."""
+
+    __slots__ = ("carriers", "cause", "centre", "cities", "cluster_id", "earliest", "fired_ts",
+                 "hubs", "last_event_ts", "latest_onset", "members", "parcels", "since",
+                 "warning", "weather_coded")
 
     def __init__(self, cluster_id: str, fired_ts: int, centre: tuple[float, float]):
         self.cluster_id = cluster_id
@@ -71,10 +76,44 @@ class Cluster:
         self.members: dict[str, Member] = {}
         self.cause = "UNKNOWN"
         self.warning: WeatherWarning | None = None
+        self.parcels = 0
+        self.weather_coded = 0
+        self.earliest: list[tuple[int, str]] = []   # the first MAX_WAYBILLS (onset, waybill)
+        self.latest_onset = 0
+        self.since: int | None = None                # when the first member stopped
+        self.cities: Counter[str] = Counter()
+        self.hubs: Counter[str] = Counter()
+        self.carriers: Counter[str] = Counter()
+
+    def join(self, member: Member) -> None:
+        onset = member.onset
+        previous = self.members.get(onset.waybill)
+        if previous is not None:
+            previous.cluster = None  # its earlier delay here ended: this one takes its place
+        else:
+            self.parcels += 1
+            self.earliest = heapq.nsmallest(MAX_WAYBILLS, [*self.earliest,
+                                                           (onset.onset_ts, onset.waybill)])
+            self.cities[onset.city] += 1
+            self.hubs[onset.hub_id] += 1
+            self.carriers[onset.carrier] += 1
+        member.cluster = self.cluster_id
+        self.members[onset.waybill] = member
+        self.weather_coded += onset.weather
+        self.latest_onset = max(self.latest_onset, onset.onset_ts)
+        self.since = onset.since_ts if self.since is None else min(self.since, onset.since_ts)
+
+    def prune(self, now: int, horizon: int) -> list[Member]:
+        """Members that ended and began before the window matter no more; returns them."""
+        gone = [m for m in self.members.values()
+                if m.end_ts is not None and m.end_ts <= now and m.onset.onset_ts <= horizon]
+        for member in gone:
+            del self.members[member.onset.waybill]
+        return gone
 
 
-def cluster_id_for(founder: Member) -> str:
-    text = f"{founder.onset.onset_ts}|{founder.onset.waybill}"
+def cluster_id_for(founder: Member, fired_ts: int) -> str:
+    text = f"{founder.onset.onset_ts}|{founder.onset.waybill}|{fired_ts}"
     return "dc-" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -86,12 +125,14 @@ class ClusterBoard:
         self.max_extent_km = thresholds.cluster_max_extent_km
         self.window = thresholds.cluster_window_ms
         self.critical_parcels = thresholds.cluster_critical_parcels
-        self.warning_horizon = thresholds.cluster_window_ms + thresholds.delay_dwell_ms
+        # Warnings are kept a week past their end: the weather topic may be read late.
+        self.warning_horizon = 7 * DAY_MS
         self.delays: dict[str, Member] = {}        # waybill -> its latest delay still in play
         self.recent: deque[Member] = deque()        # delays begun in the window, by onset
         self.open: dict[str, Cluster] = {}
-        self.warnings: list[WeatherWarning] = []
+        self.warnings: dict[str, WeatherWarning] = {}
         self.changed = False
+        self.fresh: list[Member] = []               # onsets applied since the last look
 
     # -- input ---------------------------------------------------------------------------
 
@@ -99,6 +140,7 @@ class ClusterBoard:
         member = Member(onset)
         self.delays[onset.waybill] = member
         self.recent.append(member)  # applied in event-time order: the deque stays sorted
+        self.fresh.append(member)
         self.changed = True
 
     def on_end(self, end: DelayEnd) -> None:
@@ -108,8 +150,8 @@ class ClusterBoard:
             self.changed = True
 
     def on_warning(self, warning: WeatherWarning) -> None:
-        if all(w.event_id != warning.event_id for w in self.warnings):
-            self.warnings.append(warning)
+        if warning.event_id not in self.warnings:
+            self.warnings[warning.event_id] = warning
             self.changed = True
 
     # -- evaluation ----------------------------------------------------------------------
@@ -119,7 +161,9 @@ class ClusterBoard:
         if not self.changed:
             return []  # nothing new: the same groups as last time
         self.changed = False
-        grown = self._assign(self._groups(self._candidates()), now)
+        # Only new onsets can start or grow a cluster; ends and warnings change what is open.
+        fresh, self.fresh = self.fresh, []
+        grown = self._assign(self._groups(self._candidates(), fresh), now) if fresh else {}
         out: list[Detection] = []
         for cluster in list(self.open.values()):
             delayed = [m for m in cluster.members.values() if m.delayed_at(now)]
@@ -133,6 +177,7 @@ class ClusterBoard:
                 cluster.cause = details["cause"]
                 out.append(self._detection(cluster, "FIRING", cluster.last_event_ts, details,
                                            new))
+            self._drop(cluster.prune(now, now - self.window), now)
         return out
 
     def _forget(self, now: int) -> None:
@@ -143,7 +188,9 @@ class ClusterBoard:
             member = recent.popleft()
             if member.cluster is None and delays.get(member.onset.waybill) is member:
                 del delays[member.onset.waybill]
-        self.warnings = [w for w in self.warnings if w.end_ts > now - self.warning_horizon]
+        for event_id in [k for k, w in self.warnings.items()
+                         if w.end_ts <= now - self.warning_horizon]:
+            del self.warnings[event_id]
 
     def _candidates(self) -> list[Member]:
         """Placed parcels whose delay began in the window, moved on since or not. Older
@@ -151,27 +198,58 @@ class ClusterBoard:
         later delay near them into their cluster."""
         return [m for m in self.recent if m.onset.lat is not None]
 
-    def _groups(self, candidates: list[Member]) -> list[list[Member]]:
+    def _groups(self, candidates: list[Member], fresh: list[Member]) -> list[list[Member]]:
         """DBSCAN over the occupied grid cells, each weighted by its parcels."""
         if len(candidates) < self.min_parcels:
             return []
-        # Loaded on first use: scikit-learn takes seconds to import, and most commands and
-        # runs without delayed parcels never need it.
-        from sklearn.cluster import DBSCAN
-
         coords = np.array([(m.onset.lat, m.onset.lon) for m in candidates])
         cells, inverse, weights = np.unique(np.round(coords / GRID_DEGREES), axis=0,
                                             return_inverse=True, return_counts=True)
-        points = np.radians(cells * GRID_DEGREES)
-        labels = DBSCAN(eps=self.eps, min_samples=self.min_parcels, metric="haversine",
-                        algorithm="ball_tree").fit(points, sample_weight=weights).labels_
-        labels = self._split_wide(points, weights, labels)
+        inverse = inverse.ravel()
+        degrees = cells * GRID_DEGREES
+        fresh_ids = {id(m) for m in fresh}
+        fresh_cells = np.zeros(len(cells), dtype=bool)
+        fresh_cells[inverse[[id(m) in fresh_ids for m in candidates]]] = True
+        keep = self._could_cluster(degrees, weights)
+        if not (keep & fresh_cells).any():
+            return []  # no new onset can be in a cluster: nothing to start or grow
+        # Loaded on first use: scikit-learn takes seconds to import, and most commands and
+        # runs without delay clusters never need it.
+        from sklearn.cluster import DBSCAN
+
+        labels = np.full(len(cells), -1)
+        points = np.radians(degrees[keep])
+        found = DBSCAN(eps=self.eps, min_samples=self.min_parcels, metric="haversine",
+                       algorithm="ball_tree").fit(points, sample_weight=weights[keep]).labels_
+        labels[keep] = self._split_wide(points, weights[keep], found)
         groups: dict[int, list[Member]] = {}
-        for member, label in zip(candidates, labels[inverse.ravel()].tolist(), strict=True):
+        for member, label in zip(candidates, labels[inverse].tolist(), strict=True):
             if label >= 0:
                 groups.setdefault(label, []).append(member)
         return sorted(groups.values(),
                       key=lambda group: min((m.onset.onset_ts, m.onset.waybill) for m in group))
+
+    def _could_cluster(self, degrees: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Cells that can be in a DBSCAN cluster: those with `cluster_min_parcels` within
+        two radii (in blocks a radius wide, 5 x 5 around their own). Every core cell has that
+        many within one radius and every border cell a core within one; a cell without is
+        noise and adds to no core's weight, so leaving it out changes nothing but the cost."""
+        block_lat = self.radius_km / 110.0  # a degree of latitude is at least 110.57 km
+        widest = np.radians(min(89.0, float(np.abs(degrees[:, 0]).max()) + 2 * block_lat))
+        block_lon = block_lat / max(np.cos(widest), 0.01)
+        rows = np.floor(degrees[:, 0] / block_lat).astype(np.int64)
+        columns = np.floor(degrees[:, 1] / block_lon).astype(np.int64)
+        span = int(columns.max() - columns.min()) + 5
+        keys = rows * span + (columns - columns.min())
+        blocks, at = np.unique(keys, return_inverse=True)
+        block_weight = np.bincount(at.ravel(), weights=weights)
+        around = np.zeros(len(degrees))
+        for d_row in range(-2, 3):
+            for d_column in range(-2, 3):
+                wanted = keys + d_row * span + d_column
+                found = np.clip(np.searchsorted(blocks, wanted), 0, len(blocks) - 1)
+                around += np.where(blocks[found] == wanted, block_weight[found], 0)
+        return around >= self.min_parcels
 
     def _split_wide(self, points: np.ndarray, weights: np.ndarray,
                     labels: np.ndarray) -> np.ndarray:
@@ -220,37 +298,56 @@ class ClusterBoard:
             lat = sum(m.onset.lat for m in group) / len(group)
             lon = sum(m.onset.lon for m in group) / len(group)
             # Only a cluster whose centre is near: chained groups must not make it sprawl.
-            shared = Counter(m.cluster for m in group if m.cluster is not None and haversine_km(
+            shared = Counter(m.cluster for m in group if m.cluster in self.open and haversine_km(
                 lat, lon, *self.open[m.cluster].centre) <= self.radius_km)
-            new = sorted((m for m in group if m.cluster is None and m.delayed_at(now)),
-                         key=Member.order)
+            latest: dict[str, Member] = {}  # a parcel delayed twice in the window: the last
+            for m in sorted(group, key=Member.order):
+                if m.cluster is None and m.delayed_at(now):
+                    latest[m.onset.waybill] = m
+            new = sorted(latest.values(), key=Member.order)
             if shared:
                 cluster = self.open[min(shared, key=lambda c: (-shared[c],
                                                                self.open[c].fired_ts, c))]
                 if new:  # it grew when the last of them was delayed
                     cluster.last_event_ts = max(cluster.last_event_ts, new[-1].onset.onset_ts)
-            elif len(new) >= self.min_parcels:
+            elif self._dense(new):
                 # The condition became true when the min_parcels-th of them was delayed.
-                cluster = Cluster(cluster_id_for(new[0]),
-                                  new[self.min_parcels - 1].onset.onset_ts, (lat, lon))
+                fired_ts = new[self.min_parcels - 1].onset.onset_ts
+                cluster = Cluster(cluster_id_for(new[0], fired_ts), fired_ts, (lat, lon))
                 self.open[cluster.cluster_id] = cluster
             else:
                 continue
             for member in new:
-                member.cluster = cluster.cluster_id
-                cluster.members[member.onset.waybill] = member
+                cluster.join(member)
             if new:
                 grown.setdefault(cluster.cluster_id, []).extend(new)
         return grown
 
+    def _dense(self, delayed: list[Member]) -> bool:
+        """At least `cluster_min_parcels` of them still delayed within one radius of one of
+        them: parcels that moved on may link a group, but cannot make a new cluster."""
+        if len(delayed) < self.min_parcels:
+            return False
+        from sklearn.neighbors import BallTree
+
+        points = np.radians([(m.onset.lat, m.onset.lon) for m in delayed])
+        counts = BallTree(points, metric="haversine").query_radius(
+            points, r=self.eps, count_only=True)
+        return bool(counts.max() >= self.min_parcels)
+
     def _close(self, cluster: Cluster, now: int) -> None:
         del self.open[cluster.cluster_id]
-        horizon = now - self.window
         for member in cluster.members.values():
             member.cluster = None
-            if member.onset.onset_ts <= horizon and self.delays.get(
-                    member.onset.waybill) is member:
-                del self.delays[member.onset.waybill]
+        self._drop(list(cluster.members.values()), now)
+
+    def _drop(self, members: list[Member], now: int) -> None:
+        """Forget members no cluster holds any more, once they are out of the window."""
+        horizon = now - self.window
+        for member in members:
+            waybill = member.onset.waybill
+            if member.onset.onset_ts <= horizon and self.delays.get(waybill) is member:
+                del self.delays[waybill]
 
     # -- records -------------------------------------------------------------------------
 
@@ -267,37 +364,32 @@ class ClusterBoard:
     def _details(self, cluster: Cluster, around: list[Member], delayed_now: int) -> dict:
         """The contract's details, centred on the members `around`; a warning found to
         overlap stays the cluster's cause."""
-        members = list(cluster.members.values())
-        onsets = [m.onset for m in members]
         lats = np.array([m.onset.lat for m in around])
         lons = np.array([m.onset.lon for m in around])
         lat, lon = float(lats.mean()), float(lons.mean())
         cluster.centre = (lat, lon)
         radius = float(haversine_km_many(lat, lon, lats, lons).max())
-        window_end = max(o.onset_ts for o in onsets)
-        warning = cluster.warning or self._warning_for(
-            lat, lon, radius, min(o.since_ts for o in onsets), window_end)
+        warning = cluster.warning or self._warning_for(lat, lon, radius, cluster.since,
+                                                       cluster.latest_onset)
         cluster.warning = warning
-        weather_coded = sum(o.weather for o in onsets)
-        weather = warning is not None or 2 * weather_coded > len(members)
-        first = heapq.nsmallest(MAX_WAYBILLS, ((o.onset_ts, o.waybill) for o in onsets))
+        weather = warning is not None or 2 * cluster.weather_coded > cluster.parcels
         return {
             "cluster_id": cluster.cluster_id,
             "centroid_lat": round(lat, 5),
             "centroid_lon": round(lon, 5),
             "radius_km": round(radius, 2),
-            "parcel_count": len(members),
+            "parcel_count": cluster.parcels,
             "delayed_now": delayed_now,
-            "waybills": [waybill for _, waybill in first],
-            "window_start_ts": first[0][0],
-            "window_end_ts": window_end,
+            "waybills": [waybill for _, waybill in cluster.earliest],
+            "window_start_ts": cluster.earliest[0][0],
+            "window_end_ts": cluster.latest_onset,
             "cause": "WEATHER" if weather else "UNKNOWN",
             "weather_event_id": None if warning is None else warning.event_id,
             "weather_kind": None if warning is None else warning.kind,
-            "weather_coded": weather_coded,
-            "city": _most_common(o.city for o in onsets),
-            "hub_id": _most_common(o.hub_id for o in onsets),
-            "carriers": dict(sorted(Counter(o.carrier for o in onsets if o.carrier).items())),
+            "weather_coded": cluster.weather_coded,
+            "city": _most_common(cluster.cities),
+            "hub_id": _most_common(cluster.hubs),
+            "carriers": {k: v for k, v in sorted(cluster.carriers.items()) if k},
         }
 
     def _warning_for(self, lat: float, lon: float, radius: float, since: int,
@@ -305,7 +397,7 @@ class ClusterBoard:
         """The most severe, then nearest, warning whose area and time overlap the cluster's:
         from when its parcels stopped to when the last one became delayed."""
         overlapping = []
-        for w in self.warnings:
+        for w in self.warnings.values():
             distance = haversine_km(lat, lon, w.lat, w.lon)
             if distance <= w.radius_km + radius and w.start_ts <= until and w.end_ts >= since:
                 overlapping.append((-w.severity, distance, w.event_id, w))
@@ -331,8 +423,6 @@ class ClusterBoard:
         return len(self.delays)
 
 
-def _most_common(values) -> str | None:
-    counts = Counter(v for v in values if v)
-    if not counts:
-        return None
-    return min(counts, key=lambda v: (-counts[v], v))
+def _most_common(counts: Counter) -> str | None:
+    named = [value for value in counts if value]
+    return min(named, key=lambda v: (-counts[v], v)) if named else None

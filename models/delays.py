@@ -9,8 +9,10 @@ when the parcel moves on or its trip ends.
 
 The dwell deadline shares the row's one event-time timer with NO_MOVEMENT (the earlier of the
 two), so it fires on the same watermark. A dwell that a newer scan reveals (the parcel scanned
-again after more than the dwell, read before the watermark got there) is reported at once,
-so what is found never depends on how partitions were interleaved.
+again after more than the dwell, read before the watermark got there) counts too; it is held
+until the watermark passes its onset, like NO_MOVEMENT's pending silences, because a scan
+from inside it may still arrive within the allowed lateness. So what is found never depends
+on how partitions were interleaved.
 
 Each onset and end goes to the global step, which clusters them (`models.clusters`).
 """
@@ -51,30 +53,56 @@ class DelayEnd(NamedTuple):
     end_ts: int
 
 
+class Revealed:
+    """A dwell a newer scan revealed, held until the watermark passes its onset: a scan from
+    inside it may still arrive within the allowed lateness and show the parcel moved."""
+
+    __slots__ = ("end_ts", "onset", "place")
+
+    def __init__(self, onset: DelayOnset, place: int):
+        self.onset = onset
+        self.place = place              # hub code of the place it sat at
+        self.end_ts: int | None = None  # when it moved on (None: it is the current delay)
+
+
 class DelayWatch:
     def __init__(self, thresholds: Thresholds, parcels: ParcelTable):
         self.dwell = thresholds.delay_dwell_ms
         self.parcels = parcels
-        # Hub code -> last known (lat, lon), for scans that come without a position.
+        # Hub code -> last known (lat, lon) and city code, for scans that come without them.
         self.hub_positions: dict[int, tuple[float, float]] = {}
+        self.hub_cities: dict[int, int] = {}
+        self.revealed: dict[int, Revealed] = {}   # row -> its held dwell
 
     def on_scan(self, row: int, scan: Scan, out: list) -> None:
         """After the parcel table applied an accepted scan."""
         table = self.parcels
+        hub = table.code(scan.hub_id) if scan.hub_id is not None else 0
+        held = self.revealed.get(row)
+        if held is not None and held.onset.since_ts < scan.ts < held.onset.onset_ts and (
+                self._moves(held.place, scan, hub)):
+            self._cancel(row, held)  # it had moved on before it dwelt long enough
         if table.status[row] == FINISHED:
-            self._end(row, max(table.last_ts[row], table.delay_onset[row]), out)
+            self._end(row, table.last_ts[row], out)
             table.place_since[row] = NO_TIME
             return
         if scan.ts != table.last_ts[row]:
             return  # older than the parcel's latest scan: it moves nothing now
-        at = self.deadline(row)
-        if at <= scan.ts:  # a dwell this scan reveals, whether or not a watermark saw it
-            self._begin(row, at, False, out)
-        hub = table.code(scan.hub_id) if scan.hub_id is not None else 0
         has_position = scan.lat is not None and scan.lon is not None
-        if has_position and hub:
-            self.hub_positions[hub] = (scan.lat, scan.lon)
-        if self._moves(row, scan, hub):
+        if hub:
+            if has_position:
+                self.hub_positions[hub] = (scan.lat, scan.lon)
+            if scan.city is not None:
+                self.hub_cities[hub] = table.code(scan.city)
+        at = self._dwell_deadline(row)
+        # A dwell this scan reveals: held until the watermark passes it. A scan exactly at
+        # the deadline is read before the watermark gets there: it ends the dwell in time.
+        if at < scan.ts:
+            if held is not None and row in self.revealed:  # a second one: the first is older
+                self._release(row, held, out)
+            self.revealed[row] = Revealed(self._onset(row, at, False), table.place[row])
+            table.delay_onset[row] = at
+        if self._moves(table.place[row], scan, hub):
             self._end(row, scan.ts, out)
             if scan.scan_type == "DEPART":
                 table.place[row], table.place_since[row] = 0, NO_TIME
@@ -93,7 +121,13 @@ class DelayWatch:
             table.set_timer(row, at)
 
     def deadline(self, row: int) -> int:
-        """When the parcel will have dwelt long enough (NO_TIMER: no dwell clock runs)."""
+        """The row's next delay deadline: a held dwell's onset, or when the parcel will have
+        dwelt long enough (NO_TIMER: neither)."""
+        held = self.revealed.get(row)
+        dwell = self._dwell_deadline(row)
+        return dwell if held is None else min(held.onset.onset_ts, dwell)
+
+    def _dwell_deadline(self, row: int) -> int:
         table = self.parcels
         since = table.place_since[row]
         if since == NO_TIME or table.delay_onset[row] != NO_TIME or table.status[row] == FINISHED:
@@ -101,18 +135,30 @@ class DelayWatch:
         return since + self.dwell
 
     def on_due(self, row: int, watermark: int, out: list) -> None:
-        at = self.deadline(row)
+        held = self.revealed.get(row)
+        if held is not None and held.onset.onset_ts <= watermark:
+            self._release(row, held, out)
+        at = self._dwell_deadline(row)
         if at <= watermark:
             self._begin(row, at, False, out)
 
+    def flush(self, out: list) -> None:
+        """Every input is caught up: nothing can show a held dwell was not one."""
+        for row, held in list(self.revealed.items()):
+            self._release(row, held, out)
+
     def on_free(self, row: int, at: int, out: list) -> None:
         """The row is forgotten (stale): whatever delay it had ends for the clusters."""
-        self._end(row, max(at, self.parcels.delay_onset[row]), out)
+        held = self.revealed.get(row)
+        if held is not None:
+            self._release(row, held, out)
+        self._end(row, at, out)
 
-    def _moves(self, row: int, scan: Scan, hub: int) -> bool:
+    @staticmethod
+    def _moves(place: int, scan: Scan, hub: int) -> bool:
         if scan.scan_type in ARRIVING_TYPES or scan.scan_type == "DEPART":
             return True
-        return bool(hub) and hub != self.parcels.place[row]
+        return bool(hub) and hub != place
 
     def _set_position(self, row: int, scan: Scan, hub: int, has_position: bool) -> None:
         table = self.parcels
@@ -121,24 +167,47 @@ class DelayWatch:
         else:
             table.lat[row], table.lon[row] = self.hub_positions.get(hub, (math.nan, math.nan))
 
-    def _begin(self, row: int, onset_ts: int, weather: bool, out: list) -> None:
+    def _onset(self, row: int, onset_ts: int, weather: bool) -> DelayOnset:
+        """The delay of the parcel at its current place."""
         table = self.parcels
         text = table.text
-        table.delay_onset[row] = onset_ts
         since = table.place_since[row]
         lat, lon = table.lat[row], table.lon[row]
         placed = not (math.isnan(lat) or math.isnan(lon))
-        out.append(DelayOnset(
+        place = table.place[row]
+        city = self.hub_cities.get(place, table.city[row]) if place else table.city[row]
+        return DelayOnset(
             waybill=table.waybill[row], onset_ts=onset_ts,
             since_ts=onset_ts if since == NO_TIME else since, weather=weather,
             lat=round(lat, 5) if placed else None, lon=round(lon, 5) if placed else None,
-            hub_id=text(table.place[row]) or text(table.hub[row]), city=text(table.city[row]),
+            hub_id=text(place) or text(table.hub[row]), city=text(city),
             carrier=text(table.carrier[row]), merchant_id=text(table.merchant[row]),
-            order_id=table.order_id[row]))
+            order_id=table.order_id[row])
+
+    def _begin(self, row: int, onset_ts: int, weather: bool, out: list) -> None:
+        self.parcels.delay_onset[row] = onset_ts
+        out.append(self._onset(row, onset_ts, weather))
+
+    def _release(self, row: int, held: Revealed, out: list) -> None:
+        del self.revealed[row]
+        out.append(held.onset)
+        if held.end_ts is not None:
+            out.append(DelayEnd(held.onset.waybill, held.onset.onset_ts, held.end_ts))
+
+    def _cancel(self, row: int, held: Revealed) -> None:
+        del self.revealed[row]
+        if held.end_ts is None:  # it was the current delay: there is none now
+            self.parcels.delay_onset[row] = NO_TIME
 
     def _end(self, row: int, end_ts: int, out: list) -> None:
+        """The delay ends (never before it began); a held one keeps its end until released."""
         table = self.parcels
         onset = table.delay_onset[row]
-        if onset != NO_TIME:
-            table.delay_onset[row] = NO_TIME
-            out.append(DelayEnd(table.waybill[row], onset, end_ts))
+        if onset == NO_TIME:
+            return
+        table.delay_onset[row] = NO_TIME
+        held = self.revealed.get(row)
+        if held is not None and held.end_ts is None:
+            held.end_ts = max(end_ts, onset)
+        else:
+            out.append(DelayEnd(table.waybill[row], onset, max(end_ts, onset)))

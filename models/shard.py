@@ -100,6 +100,7 @@ class Shard:
         caught_up = self.watermark.all_caught_up
         if caught_up:
             self.no_movement.flush_resolved(out)
+            self.no_movement.delays.flush(out)
             self.disputes.flush(out)
         tick = ShardTick(self.shard, watermark, caught_up)
         if tick != self.last_tick or len(out):

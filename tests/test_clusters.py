@@ -227,4 +227,27 @@ def test_delays_everywhere_split_into_clusters_no_wider_than_the_extent():
     found = Step()(delays, T0 + 9 * H)
     last = {d.subject: d.details for d in found}
     assert len(last) > 10
-    assert max(details["radius_km"] for details in last.values()) <= 100
+    # A group reaches at most 100 km from its centre, and joins a cluster centred within
+    # 25 km of that.
+    assert max(details["radius_km"] for details in last.values()) <= 100 + 25
+
+
+def test_a_parcel_delayed_twice_in_one_cluster_counts_once_and_breaks_nothing():
+    step = Step()
+    delays = storm(5, T0, spread_hours=0.1)
+    step(delays, T0 + H)
+    again = onset("S000", T0 + 90 * MINUTE_MS)
+    step([DelayEnd("S000", delays[0].onset_ts, T0 + 80 * MINUTE_MS), again], T0 + 2 * H)
+    step([DelayEnd(d.waybill, d.onset_ts, T0 + 3 * H) for d in delays[1:3]], T0 + 4 * H)
+    step([onset("LATE", T0 + 5 * H)], T0 + 6 * H)  # evaluated after the cluster closed
+    assert [d.status for d in step.found] == ["FIRING", "FIRING", "RESOLVED"]
+    assert step.found[1].details["parcel_count"] == 5  # S000 once, though delayed twice
+
+
+def test_moved_on_parcels_can_link_a_group_but_not_make_a_cluster():
+    # Four still delayed at each end, 60 km apart, linked by parcels that already moved on.
+    ends = [onset(f"A{k}", T0 + k * MINUTE_MS) for k in range(4)]
+    ends += [onset(f"B{k}", T0 + k * MINUTE_MS, km_east=60) for k in range(4)]
+    links = [onset(f"L{k}", T0 + k * MINUTE_MS, km_east=12 * (k % 5 + 0.5)) for k in range(20)]
+    moved = [DelayEnd(d.waybill, d.onset_ts, d.onset_ts + MINUTE_MS) for d in links]
+    assert Step()(ends + links + moved, T0 + 2 * H) == []

@@ -102,9 +102,26 @@ def test_a_dwell_revealed_by_a_newer_scan_counts_even_if_no_watermark_saw_it():
     # The parcel's partition is read ahead: its next scan is read while the watermark is
     # still far behind the dwell deadline.
     scans = [scan("a", T0), scan("b", T0 + 30 * H, "ARRIVE", hub="SH01", position=(31.2, 121.5))]
-    items = run(scans, T0)
+    detector = NoMovementDetector(Thresholds())
+    assert run(scans, T0, detector) == []  # held: a scan from inside it may still come
+    items = run([], T0 + DWELL, detector)
     assert onsets(items) == [("W1", T0 + DWELL, False)]
+    assert onsets_of(items)[0].city == "杭州"  # where it sat, not where it went
     assert ends(items) == [("W1", T0 + DWELL, T0 + 30 * H)]
+
+
+def test_a_late_scan_from_inside_a_revealed_dwell_cancels_it():
+    scans = [scan("a", T0), scan("c", T0 + 30 * H, "DEPART", hub="SH01"),
+             scan("b", T0 + 20 * H, "ARRIVE", hub="SH01", position=(31.2, 121.5))]  # late
+    assert run(scans, T0 + 40 * H) == []
+
+
+def test_a_dwell_held_until_every_input_is_caught_up_is_released_then():
+    detector = NoMovementDetector(Thresholds())
+    run([scan("a", T0), scan("c", T0 + 30 * H, "DEPART")], T0, detector)
+    out: list = []
+    detector.delays.flush(out)
+    assert onsets(out) == [("W1", T0 + DWELL, False)] and len(ends(out)) == 1
 
 
 def test_a_scan_without_a_position_takes_its_hubs_last_known_one():
@@ -152,13 +169,14 @@ def journeys(draw) -> list[Scan]:
 @given(journeys(), st.data())
 def test_delays_do_not_depend_on_when_the_watermark_moves(scans, data):
     """Read in event-time order (each parcel's scans in order), with the watermark moving
-    after random scans or only at the end: the same onsets and ends."""
+    after random scans (to just before the scan read: a lateness of 1 ms) or only at the
+    end: the same onsets and ends."""
     ordered = sorted(scans, key=lambda s: s.ts)
     end = ordered[-1].ts
     at_the_end = run(ordered, end)
     detector, stepwise = NoMovementDetector(Thresholds()), []
     for s in ordered:
-        stepwise += run([s], s.ts if data.draw(st.booleans()) else T0, detector)
+        stepwise += run([s], s.ts - 1 if data.draw(st.booleans()) else T0, detector)
     stepwise += run([], end, detector)
     key = lambda item: (type(item).__name__, *item)  # noqa: E731
     assert sorted(stepwise, key=key) == sorted(at_the_end, key=key)
