@@ -25,8 +25,8 @@ having `WEATHER` exception scans makes it `WEATHER`; else `UNKNOWN` (a hub jam, 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import heapq
 from collections import Counter, deque
 
 import numpy as np
@@ -92,8 +92,10 @@ class Cluster:
             previous.cluster = None  # its earlier delay here ended: this one takes its place
         else:
             self.parcels += 1
-            self.earliest = heapq.nsmallest(MAX_WAYBILLS, [*self.earliest,
-                                                           (onset.onset_ts, onset.waybill)])
+            key = (onset.onset_ts, onset.waybill)
+            if len(self.earliest) < MAX_WAYBILLS or key < self.earliest[-1]:
+                bisect.insort(self.earliest, key)
+                del self.earliest[MAX_WAYBILLS:]
             self.cities[onset.city] += 1
             self.hubs[onset.hub_id] += 1
             self.carriers[onset.carrier] += 1
@@ -330,10 +332,13 @@ class ClusterBoard:
             return False
         from sklearn.neighbors import BallTree
 
-        points = np.radians([(m.onset.lat, m.onset.lon) for m in delayed])
-        counts = BallTree(points, metric="haversine").query_radius(
-            points, r=self.eps, count_only=True)
-        return bool(counts.max() >= self.min_parcels)
+        coords = np.array([(m.onset.lat, m.onset.lon) for m in delayed])
+        cells, weights = np.unique(np.round(coords / GRID_DEGREES), axis=0, return_counts=True)
+        if weights.max() >= self.min_parcels:
+            return True
+        points = np.radians(cells * GRID_DEGREES)
+        neighbours = BallTree(points, metric="haversine").query_radius(points, r=self.eps)
+        return any(weights[n].sum() >= self.min_parcels for n in neighbours)
 
     def _close(self, cluster: Cluster, now: int) -> None:
         del self.open[cluster.cluster_id]

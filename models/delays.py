@@ -69,7 +69,7 @@ class DelayWatch:
     def __init__(self, thresholds: Thresholds, parcels: ParcelTable):
         self.dwell = thresholds.delay_dwell_ms
         self.parcels = parcels
-        # Hub code -> last known (lat, lon) and city code, for scans that come without them.
+        # Hub code -> known (lat, lon) and city code, for scans that come without them.
         self.hub_positions: dict[int, tuple[float, float]] = {}
         self.hub_cities: dict[int, int] = {}
         self.revealed: dict[int, Revealed] = {}   # row -> its held dwell
@@ -89,11 +89,10 @@ class DelayWatch:
         if scan.ts != table.last_ts[row]:
             return  # older than the parcel's latest scan: it moves nothing now
         has_position = scan.lat is not None and scan.lon is not None
-        if hub:
-            if has_position:
-                self.hub_positions[hub] = (scan.lat, scan.lon)
-            if scan.city is not None:
-                self.hub_cities[hub] = table.code(scan.city)
+        if hub and hub not in self.hub_positions and has_position:  # hubs do not move
+            self.hub_positions[hub] = (scan.lat, scan.lon)
+        if hub and hub not in self.hub_cities and scan.city is not None:
+            self.hub_cities[hub] = table.code(scan.city)
         at = self._dwell_deadline(row)
         # A dwell this scan reveals: held until the watermark passes it. A scan exactly at
         # the deadline is read before the watermark gets there: it ends the dwell in time.

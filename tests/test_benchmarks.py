@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from benchmarks import clustering, memory, throughput
+from benchmarks.scenario import Scenario, ScenarioConfig
 
 
 def test_memory_benchmark_reports_bytes_per_tracked_parcel():
@@ -32,3 +35,28 @@ def test_clustering_benchmark_reports_every_layout_and_draws_its_plot(tmp_path):
     assert by_layout["scattered"]["clusters"] == 0  # 400 places across the country: none
     clustering.plot(runs, tmp_path / "clustering.png")
     assert (tmp_path / "clustering.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_generator_is_out_of_order_by_at_most_its_disorder():
+    config = ScenarioConfig(parcels=2000, days=10, seed=5)
+    latest, worst = 0, 0
+    for topic, _key, value in Scenario(config).records():
+        try:
+            record = msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            continue  # junk
+        if topic == "weather" or not isinstance(record.get("ts"), int):
+            continue  # weather records are issued ahead; junk has no usable time
+        worst = max(worst, latest - record["ts"])
+        latest = max(latest, record["ts"])
+    assert 0 < worst <= config.disorder_minutes * 60_000
+
+
+def test_storms_fall_inside_a_short_scenario_and_hold_parcels():
+    generated = Scenario(ScenarioConfig(parcels=3000, days=7, seed=5))
+    last_ts = generated.config.start_ts + 7 * 86_400_000
+    for _ in generated.records():
+        pass
+    for storm in generated.truth.clusters:
+        assert generated.config.start_ts < storm["start_ts"] < storm["end_ts"] < last_ts
+        assert storm["waybills"]
