@@ -99,9 +99,9 @@ class Cluster:
             self.cities[onset.city] += 1
             self.hubs[onset.hub_id] += 1
             self.carriers[onset.carrier] += 1
+            self.weather_coded += onset.weather
         member.cluster = self.cluster_id
         self.members[onset.waybill] = member
-        self.weather_coded += onset.weather
         self.latest_onset = max(self.latest_onset, onset.onset_ts)
         self.since = onset.since_ts if self.since is None else min(self.since, onset.since_ts)
 
