@@ -5,7 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 
 
 class Metrics:
@@ -31,6 +38,13 @@ class Metrics:
         self.watermark_lag = Gauge(
             "parcelwatch_watermark_lag_seconds", "Wall clock minus the event-time watermark.",
             registry=registry)
+        self.webhook_deliveries = Counter(
+            "parcelwatch_webhook_deliveries_total",
+            "Merchant webhook pushes by outcome (delivered, retry, dead_letter, no_endpoint).",
+            ["outcome"], registry=registry)
+        self.webhook_seconds = Histogram(
+            "parcelwatch_webhook_request_seconds", "Duration of one webhook request.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=registry)
         self._shards: dict[str, tuple[int, int, int | None]] = {}
         self._lock = threading.Lock()
         self.tracked.set_function(lambda: self._sum(0))

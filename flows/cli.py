@@ -177,6 +177,24 @@ def scores(brokers, from_file, top, config) -> None:
     Console(width=width).print(scorecard(records, settings.thresholds, settings.zone, top))
 
 
+@cli.command()
+@click.option("--brokers", help="Kafka bootstrap servers HOST:PORT[,...].")
+@click.option("--endpoints", type=existing_file, required=True,
+              help="TOML file: merchant id -> webhook URL and where its secret is.")
+@click.option("--group", default="parcelwatch-push", show_default=True,
+              help="Consumer group of the merchant-notifications topic.")
+@click.option("--exit-at-end", is_flag=True,
+              help="Stop once every notification read so far has an outcome.")
+@config_option
+def push(brokers, endpoints, group, exit_at_end, config) -> None:
+    """Push merchant notifications to their merchants' webhooks (Standard Webhooks)."""
+    from alerts.endpoints import load_endpoints
+    from flows.pushing import push as push_job
+
+    settings = load_settings(config, brokers=brokers)
+    push_job(settings, load_endpoints(endpoints), group, _metrics(settings), exit_at_end)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="parcelwatch: %(message)s")
     logging.getLogger("parcelwatch").setLevel(logging.INFO)

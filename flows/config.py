@@ -33,6 +33,7 @@ class Topics(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     merchant_notifications: str = "merchant-notifications"
     route_scores: str = "route-scores"
     dead_letter: str = "dead-letter"
+    notifications_dead_letter: str = "notifications-dead-letter"   # written by `push`
 
     def outputs(self) -> dict[str, str]:
         """Contract name of each output -> the configured topic name."""
