@@ -45,6 +45,10 @@ class Metrics:
         self.webhook_seconds = Histogram(
             "parcelwatch_webhook_request_seconds", "Duration of one webhook request.",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=registry)
+        self.consumer_lag = Gauge(
+            "parcelwatch_kafka_consumer_lag_records",
+            "Records of an input partition not yet read (as of its last fetch).",
+            ["topic", "partition"], registry=registry)
         self._shards: dict[str, tuple[int, int, int | None]] = {}
         self._lock = threading.Lock()
         self.tracked.set_function(lambda: self._sum(0))
@@ -55,6 +59,10 @@ class Metrics:
     def report_shard(self, shard: str, tracked: int, stalled: int, watermark: int | None) -> None:
         with self._lock:
             self._shards[shard] = (tracked, stalled, watermark)
+
+    def report_lag(self, topic: str, partition: int, behind: int) -> None:
+        """`topic` is the contract name (scans, disputes, weather): bounded label values."""
+        self.consumer_lag.labels(topic, str(partition)).set(behind)
 
     def _sum(self, field: int) -> float:
         with self._lock:

@@ -74,8 +74,10 @@ def ensure_topics(config: dict, names: list[str], partitions: int, timeout_s: fl
 
 class _PartitionReader(StatefulSourcePartition):
     def __init__(self, config: dict, role: str, topic: str, partition: int, start: int,
-                 batch_size: int, exit_at_end: bool):
+                 batch_size: int, exit_at_end: bool, on_lag=None):
         self.role, self.partition = role, partition
+        self.topic_partition = TopicPartition(topic, partition)
+        self.on_lag = on_lag  # callable(role, partition, records behind), or None
         self.batch_size, self.exit_at_end = batch_size, exit_at_end
         self.next_offset = start
         self.finished = False
@@ -111,6 +113,11 @@ class _PartitionReader(StatefulSourcePartition):
                 log.warning("kafka: %s", error.str())
         if records:
             self.next_offset = records[-1][0] + 1
+            if self.on_lag is not None:  # from the last fetch's answer: no request of its own
+                high = self.consumer.get_watermark_offsets(self.topic_partition, cached=True)[1]
+                self.on_lag(self.role, self.partition, max(0, high - self.next_offset))
+        elif caught_up and self.on_lag is not None:
+            self.on_lag(self.role, self.partition, 0)
         if caught_up and self.exit_at_end:
             self.finished = True
         if caught_up is None:  # nothing new: let other partitions run
@@ -133,10 +140,11 @@ class KafkaInputs(FixedPartitionedSource):
     """Every partition of the input topics; `roles` maps contract names to topic names."""
 
     def __init__(self, config: dict, roles: dict[str, str], partitions: dict[str, int],
-                 from_beginning: bool, exit_at_end: bool, batch_size: int):
+                 from_beginning: bool, exit_at_end: bool, batch_size: int, on_lag=None):
         self.config, self.roles, self.partitions = config, roles, partitions
         self.from_beginning, self.exit_at_end = from_beginning, exit_at_end
         self.batch_size = batch_size
+        self.on_lag = on_lag
 
     def list_parts(self) -> list[str]:
         return [f"{role}/{p}" for role, count in self.partitions.items() for p in range(count)]
@@ -148,7 +156,7 @@ class KafkaInputs(FixedPartitionedSource):
         else:
             start = OFFSET_BEGINNING if self.from_beginning else OFFSET_END
         return _PartitionReader(self.config, role, self.roles[role], int(partition), start,
-                                self.batch_size, self.exit_at_end)
+                                self.batch_size, self.exit_at_end, self.on_lag)
 
 
 class _ProducerPartition(StatelessSinkPartition):
