@@ -128,6 +128,7 @@ class Pusher:
         self.at_end: set[int] = set()
         self.states: dict[str, EndpointState] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.committed: dict[int, int] = {}  # partition -> next offset, as last committed
 
     def stop(self) -> None:
         self.stopping.set()
@@ -150,6 +151,10 @@ class Pusher:
             if self.tasks:
                 await asyncio.wait(self.tasks)
         self.producer.flush(10)
+        if self.committed:  # the last commits were asynchronous: make sure they landed
+            self.consumer.commit(offsets=[TopicPartition(self.topic, p, offset)
+                                          for p, offset in self.committed.items()],
+                                 asynchronous=False)
 
     def _everything_done(self) -> bool:
         assigned = {tp.partition for tp in self.consumer.assignment()}
@@ -288,6 +293,7 @@ class Pusher:
     def _finish(self, partition: int, offset: int) -> None:
         commit = self.book.finished(partition, offset)
         if commit is not None:
+            self.committed[partition] = commit
             self.consumer.commit(offsets=[TopicPartition(self.topic, partition, commit)],
                                  asynchronous=True)
 
