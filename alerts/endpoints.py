@@ -5,7 +5,7 @@ variable named in it, never from the command line or the file itself.
     timeout_seconds = 5
     max_attempts = 6
     backoff_base_seconds = 1        # exponential backoff with full jitter ...
-    backoff_max_seconds = 300       # ... capped; a 429's Retry-After wins when given
+    backoff_max_seconds = 300       # ... capped; so is a 429's Retry-After, which wins
     concurrency = 4                 # requests in flight per endpoint
     rate_per_second = 10            # requests started per second per endpoint
     digest_window_seconds = 0       # > 0: a digest_key's notifications within it go as one
@@ -22,6 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import msgspec
 
 from alerts.webhooks import SecretError, secret_key
@@ -81,6 +82,12 @@ def load_endpoints(path: str | Path, environ: dict[str, str] | None = None
         raise ConfigError(f"invalid endpoints file {path}: {exc}") from None
     endpoints = {}
     for merchant, entry in parsed.merchants.items():
+        try:
+            if not httpx.URL(entry.url).host:
+                raise httpx.InvalidURL("no host")
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"merchant {merchant}: url {entry.url!r} is invalid: {exc}"
+                              ) from None
         overrides = {name: value for name in Policy.__struct_fields__
                      if (value := getattr(entry, name)) is not None}
         policy = msgspec.structs.replace(parsed.defaults, **overrides)

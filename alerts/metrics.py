@@ -42,6 +42,9 @@ class Metrics:
             "parcelwatch_webhook_deliveries_total",
             "Merchant webhook pushes by outcome (delivered, retry, dead_letter, no_endpoint).",
             ["outcome"], registry=registry)
+        for outcome in ("delivered", "retry", "dead_letter", "no_endpoint"):
+            self.webhook_deliveries.labels(outcome)  # present from the start, so rate() sees
+            # the first failures after a restart too
         self.webhook_seconds = Histogram(
             "parcelwatch_webhook_request_seconds", "Duration of one webhook request.",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=registry)

@@ -33,9 +33,10 @@ def push(settings: Settings, endpoints: dict[str, Endpoint], group: str, metrics
         "enable.partition.eof": True,       # how --exit-at-end knows it has read everything
     })
     producer = Producer({"enable.idempotence": True, "linger.ms": 5, **config})
-    consumer.subscribe([topics.merchant_notifications])
     pusher = Pusher(consumer, producer, topics.merchant_notifications,
                     topics.notifications_dead_letter, endpoints, metrics, exit_at_end)
+    consumer.subscribe([topics.merchant_notifications], on_assign=pusher.assigned,
+                       on_revoke=pusher.revoked, on_lost=pusher.revoked)
     log.info("pushing %s to %d merchant endpoints", topics.merchant_notifications,
              len(endpoints))
     try:

@@ -46,6 +46,16 @@ def test_offsets_are_committed_only_up_to_the_first_record_without_an_outcome():
     assert book.finished(0, 7) == 8 and book.in_flight == 0
 
 
+def test_outcomes_of_an_earlier_assignment_commit_nothing():
+    book = OffsetBook()
+    book.started(0, 10)
+    old = book.generation(0)
+    book.reset(0)  # revoked, then assigned again: read again from the committed offset
+    book.started(0, 10)
+    assert book.finished(0, 10, old) is None and book.in_flight == 1
+    assert book.finished(0, 10, book.generation(0)) == 11
+
+
 class Receiver:
     """A webhook receiver on a local port: checks every signature independently, answers
     from a script, records what came."""
@@ -191,14 +201,14 @@ def test_500s_are_retried_with_the_same_id_until_delivered(broker, tmp_path):
 
 def test_a_429_is_retried_after_its_retry_after(broker, tmp_path):
     port = free_port()
-    setup = PushSetup(broker, tmp_path, "push-429", port)
+    setup = PushSetup(broker, tmp_path, "push-429", port, backoff_max_seconds=5)
     setup.produce([notification(1)])
     with Receiver(port, lambda r, attempt: (429, {"Retry-After": "1"}) if attempt == 1
                   else (200, {})) as receiver:
         setup.push()
     first, second = receiver.requests
     assert first["webhook-id"] == second["webhook-id"]
-    assert second["at"] - first["at"] >= 0.95  # the backoff alone would be under 0.2 s
+    assert second["at"] - first["at"] >= 0.95  # the first backoff alone is under 0.05 s
 
 
 def test_410_disables_the_endpoint_and_dead_letters_its_notifications(broker, tmp_path):
@@ -314,3 +324,25 @@ def test_a_bad_endpoints_file_is_one_line_and_exit_code_2(tmp_path):
                          encoding="utf-8")
     result = cli("push", "--brokers", "127.0.0.1:1", "--endpoints", endpoints)
     assert result.returncode == 2 and "url" in result.stderr
+    endpoints.write_text('[merchants.M1]\nurl = "http://[::1/h"\nsecret_env = "S"\n',
+                         encoding="utf-8")
+    result = cli("push", "--brokers", "127.0.0.1:1", "--endpoints", endpoints,
+                 env={**cli_env(), "S": SECRET})
+    assert result.returncode == 2 and "is invalid" in result.stderr
+
+
+def test_records_that_are_not_notifications_are_dead_lettered_and_block_nothing(broker,
+                                                                                 tmp_path):
+    port = free_port()
+    setup = PushSetup(broker, tmp_path, "push-bad", port)
+    setup.produce([{"notification_id": 5, "merchant_id": "M1"},           # id not a string
+                   {"notification_id": "n-é", "merchant_id": "M1"},       # not a header value
+                   notification(1)])
+    with Receiver(port) as receiver:
+        setup.push()
+        assert receiver.delivered_ids() == ["n-M1-1"]
+        setup.push()  # everything had an outcome and was committed
+        assert len(receiver.requests) == 1
+    dead = setup.dead_letters()
+    assert len(dead) == 2
+    assert all(d["reason"].startswith("not a merchant notification") for d in dead)
