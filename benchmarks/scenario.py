@@ -90,6 +90,7 @@ class Truth:
     counts: Counter = field(default_factory=Counter)
     bad_routes: list[str] = field(default_factory=list)  # routes injected with high damage
     clusters: list[dict] = field(default_factory=list)   # one per storm: where, when, who
+    stalls: list[dict] = field(default_factory=list)     # injected stalls: waybill, since_ts
 
 
 class Scenario:
@@ -103,6 +104,7 @@ class Scenario:
         self._event_seq = 0
         self.parcels_started = 0
         self._held: dict[Storm, list[str]] = {storm: [] for storm in config.storms}
+        self._stalled_since = 0
 
     # -- public --------------------------------------------------------------------------
 
@@ -216,6 +218,7 @@ class Scenario:
         rng = self.rng
         cut = rng.randrange(0, len(steps) - 1)
         head, tail = steps[:cut + 1], steps[cut + 1:]
+        self._stalled_since = head[-1][1]
         if rng.random() >= self.config.resume_rate:
             return head
         silence = rng.randrange(int((self.config.no_movement_hours + 4) * HOUR),
@@ -238,6 +241,7 @@ class Scenario:
             steps = self._weather_the_storm(storm, steps, waybill)
         if rng.random() < cfg.stall_rate:
             steps = self._stall(steps)
+            self.truth.stalls.append({"waybill": waybill, "since_ts": self._stalled_since})
         merchant = f"M{rng.randrange(cfg.merchants):05d}"
         order = f"O{cfg.seed:02d}{i:010d}"
         city_lat, city_lon = CITIES[destination]

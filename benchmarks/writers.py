@@ -35,7 +35,8 @@ def _with_progress(scenario: Scenario, show: bool) -> Iterable[tuple[str, str | 
 
 def write_truth(scenario: Scenario, out_dir: Path) -> None:
     with (out_dir / "truth.jsonl").open("w", encoding="utf-8") as truth:
-        for alert in scenario.truth.alerts + scenario.truth.clusters:
+        stalls = [{"type": "STALL", **stall} for stall in scenario.truth.stalls]
+        for alert in scenario.truth.alerts + scenario.truth.clusters + stalls:
             truth.write(json.dumps(alert, ensure_ascii=False) + "\n")
     (out_dir / "summary.json").write_text(
         json.dumps(scenario.summary(), indent=2, ensure_ascii=False), encoding="utf-8")
