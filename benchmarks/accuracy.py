@@ -154,8 +154,11 @@ def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
                 replay(settings, inputs, out, Metrics(CollectorRegistry()))
                 with (out / "alerts.jsonl").open(encoding="utf-8") as lines:
                     alerts = [json.loads(line) for line in lines if line.strip()]
-                results.append({"sweep": sweep, "setting": point,
-                                "detectors": score(alerts, scenario, point)})
+                detectors = score(alerts, scenario, point)
+                if n:  # only the defaults' delay distributions are drawn: keep the JSON small
+                    for figures in detectors.values():
+                        del figures["delays_hours"]
+                results.append({"sweep": sweep, "setting": point, "detectors": detectors})
                 bar.advance(task)
     return {"parcels": parcels, "days": days, "seed": seed,
             "truth": {"stalls": len(scenario.truth.stalls),
@@ -219,7 +222,11 @@ def write_report(results: dict, out_dir: Path, command: str) -> None:
     figure.tight_layout()
     figure.savefig(out_dir / "delays.png", dpi=100)
     plt.close(figure)
-    lines += ["", "![detection delay at the defaults](delays.png)", ""]
+    lines += ["", "WEATHER_DELAY_CLUSTER's false alarms are clusters that match no injected "
+              "storm. The scenario's background stalls and failed deliveries make some of them: "
+              "five or more delayed parcels in one city within the window are a cluster by the "
+              "contract's definition, so these are not detector errors but what the threshold "
+              "lets through.", "", "![detection delay at the defaults](delays.png)", ""]
     picks = recommend(results)
     for sweep, detector in SWEPT_DETECTOR.items():
         points = [r for r in results["runs"] if r["sweep"] == sweep]
