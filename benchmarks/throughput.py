@@ -4,7 +4,9 @@
 
 Generates the demo scenario (20,000 parcels, 30 days by default), then times the dataflow
 from start to end of input: once over JSON Lines files, once through the embedded broker
-(records produced beforehand, outputs written back to Kafka). One worker, one process.
+(records produced beforehand, outputs written back to Kafka). One worker, one process. On
+the same topics it then measures the ceiling (raw confluent-kafka consume) and the peer (a
+naive Bytewax flow: per-item `json.loads`, per-waybill `stateful_map`), and the ratios.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from alerts.metrics import Metrics
 from benchmarks.machine import report
+from benchmarks.peers import naive_flow, raw_consume
 from benchmarks.scenario import Scenario, ScenarioConfig
 from benchmarks.writers import produce, write_files
 from connectors.broker import EmbeddedBroker
@@ -53,6 +56,11 @@ def measure(parcels: int, days: float, seed: int, score_interval_hours: float = 
                     settings.topics.inputs())
             run_s = timed(lambda: run(kafka_settings, Metrics(CollectorRegistry()),
                                       from_beginning=True, exit_at_end=True))
+            topics = [settings.topics.scans, settings.topics.disputes]
+            raw_records, raw_s = raw_consume(client_config(broker.bootstrap), topics,
+                                             settings.topic_partitions)
+            naive_records, naive_s = naive_flow(broker.bootstrap, topics)
+    run_rate = records / run_s
     return {
         "parcels": parcels,
         "days": days,
@@ -60,8 +68,15 @@ def measure(parcels: int, days: float, seed: int, score_interval_hours: float = 
         "input_records": records,
         "replay": {"seconds": round(replay_s, 2), "events_per_second": round(records / replay_s)},
         "run_exit_at_end": {"seconds": round(run_s, 2),
-                            "events_per_second": round(records / run_s),
+                            "events_per_second": round(run_rate),
                             "input_partitions": settings.topic_partitions},
+        # The same topics of the same broker, read by the ceiling and by the naive peer.
+        "raw_consume": {"records": raw_records, "seconds": round(raw_s, 2),
+                        "events_per_second": round(raw_records / raw_s)},
+        "naive_bytewax": {"records": naive_records, "seconds": round(naive_s, 2),
+                          "events_per_second": round(naive_records / naive_s)},
+        "run_share_of_raw_consume": round(run_rate / (raw_records / raw_s), 3),
+        "run_over_naive": round(run_rate / (naive_records / naive_s), 2),
     }
 
 

@@ -18,9 +18,14 @@ def test_memory_benchmark_reports_bytes_per_tracked_parcel():
 def test_throughput_benchmark_reports_both_paths():
     result = throughput.measure(parcels=300, days=10, seed=3)
     assert result["input_records"] > 1000
-    for path in ("replay", "run_exit_at_end"):
+    for path in ("replay", "run_exit_at_end", "raw_consume", "naive_bytewax"):
         assert result[path]["seconds"] > 0
         assert result[path]["events_per_second"] > 0
+    assert result["raw_consume"]["records"] == result["input_records"]  # the same topics
+    # The naive flow drops what json.loads cannot read: the junk, and only that.
+    assert 0.95 * result["input_records"] < result["naive_bytewax"]["records"] <= result[
+        "input_records"]
+    assert result["run_share_of_raw_consume"] > 0 and result["run_over_naive"] > 0
 
 
 def test_clustering_benchmark_reports_every_layout_and_draws_its_plot(tmp_path):
