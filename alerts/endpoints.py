@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import msgspec
@@ -30,6 +30,7 @@ from flows.config import ConfigError
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class Policy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -39,25 +40,19 @@ class Policy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     backoff_max_seconds: PositiveFloat = 300
     concurrency: PositiveInt = 4
     rate_per_second: PositiveFloat = 10
-    digest_window_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0
+    digest_window_seconds: NonNegativeFloat = 0
 
 
 class MerchantEntry(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
     secret_env: str | None = None
     secret_file: str | None = None
-    timeout_seconds: PositiveFloat | None = None
-    max_attempts: PositiveInt | None = None
-    backoff_base_seconds: PositiveFloat | None = None
-    backoff_max_seconds: PositiveFloat | None = None
-    concurrency: PositiveInt | None = None
-    rate_per_second: PositiveFloat | None = None
-    digest_window_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
 class EndpointsFile(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     defaults: Policy = msgspec.field(default_factory=Policy)
-    merchants: dict[str, MerchantEntry] = msgspec.field(default_factory=dict)
+    # Merchant id -> its entry, plus any `Policy` field that overrides the defaults.
+    merchants: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 class Endpoint(msgspec.Struct, kw_only=True, frozen=True):
@@ -81,16 +76,22 @@ def load_endpoints(path: str | Path, environ: dict[str, str] | None = None
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid endpoints file {path}: {exc}") from None
     endpoints = {}
-    for merchant, entry in parsed.merchants.items():
+    defaults = msgspec.to_builtins(parsed.defaults)
+    for merchant, fields in parsed.merchants.items():
+        overrides = {k: v for k, v in fields.items() if k in Policy.__struct_fields__}
+        try:
+            entry = msgspec.convert({k: v for k, v in fields.items() if k not in overrides},
+                                    MerchantEntry)
+            policy = msgspec.convert(defaults | overrides, Policy)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid endpoints file {path}: merchant {merchant}: {exc}"
+                              ) from None
         try:
             if not httpx.URL(entry.url).host:
                 raise httpx.InvalidURL("no host")
         except httpx.InvalidURL as exc:
             raise ConfigError(f"merchant {merchant}: url {entry.url!r} is invalid: {exc}"
                               ) from None
-        overrides = {name: value for name in Policy.__struct_fields__
-                     if (value := getattr(entry, name)) is not None}
-        policy = msgspec.structs.replace(parsed.defaults, **overrides)
         endpoints[merchant] = Endpoint(merchant_id=merchant, url=entry.url,
                                        key=_secret(merchant, entry, environ), policy=policy)
     return endpoints

@@ -14,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from alerts.endpoints import load_endpoints
 from alerts.push import OffsetBook, retry_after_seconds
 from alerts.webhooks import secret_key, signature
 from connectors.broker import free_port
 from connectors.kafka import client_config, ensure_topics, read_topic
+from flows.config import ConfigError
 
 from conftest import CLI, cli, cli_env, topic_settings
 
@@ -346,3 +348,27 @@ def test_records_that_are_not_notifications_are_dead_lettered_and_block_nothing(
     dead = setup.dead_letters()
     assert len(dead) == 2
     assert all(d["reason"].startswith("not a merchant notification") for d in dead)
+
+
+def test_a_merchant_overrides_the_defaults_and_reads_its_secret_from_a_file(tmp_path):
+    secret = tmp_path / "m2.secret"
+    secret.write_text(SECRET + "\n", encoding="utf-8")
+    path = tmp_path / "endpoints.toml"
+    path.write_text(
+        "[defaults]\nmax_attempts = 3\nconcurrency = 2\n"
+        '[merchants.M1]\nurl = "https://a.example/hook"\nsecret_env = "S1"\n'
+        f'[merchants.M2]\nurl = "https://b.example/hook"\nsecret_file = "{secret}"\n'
+        "concurrency = 8\ndigest_window_seconds = 30\n", encoding="utf-8")
+    endpoints = load_endpoints(path, environ={"S1": SECRET})
+    assert (endpoints["M1"].policy.max_attempts, endpoints["M1"].policy.concurrency) == (3, 2)
+    m2 = endpoints["M2"].policy
+    assert (m2.max_attempts, m2.concurrency, m2.digest_window_seconds) == (3, 8, 30)
+    assert endpoints["M2"].key == endpoints["M1"].key == secret_key(SECRET)
+    path.write_text('[merchants.M1]\nurl = "https://a.example/hook"\nsecret_env = "S1"\n'
+                    "concurrency = 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"merchant M1.*concurrency"):
+        load_endpoints(path, environ={"S1": SECRET})
+    path.write_text('[merchants.M1]\nurl = "https://a.example/hook"\nsecret_env = "S1"\n'
+                    "colour = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"merchant M1.*colour"):
+        load_endpoints(path, environ={"S1": SECRET})
