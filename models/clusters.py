@@ -204,13 +204,9 @@ class ClusterBoard:
         """DBSCAN over the occupied grid cells, each weighted by its parcels."""
         if len(candidates) < self.min_parcels:
             return []
-        coords = np.array([(m.onset.lat, m.onset.lon) for m in candidates])
-        cells, inverse, weights = np.unique(np.round(coords / GRID_DEGREES), axis=0,
-                                            return_inverse=True, return_counts=True)
-        inverse = inverse.ravel()
-        degrees = cells * GRID_DEGREES
+        degrees, inverse, weights = occupied_cells(candidates)
         fresh_ids = {id(m) for m in fresh}
-        fresh_cells = np.zeros(len(cells), dtype=bool)
+        fresh_cells = np.zeros(len(degrees), dtype=bool)
         fresh_cells[inverse[[id(m) in fresh_ids for m in candidates]]] = True
         keep = self._could_cluster(degrees, weights)
         if not (keep & fresh_cells).any():
@@ -219,7 +215,7 @@ class ClusterBoard:
         # runs without delay clusters never need it.
         from sklearn.cluster import DBSCAN
 
-        labels = np.full(len(cells), -1)
+        labels = np.full(len(degrees), -1)
         points = np.radians(degrees[keep])
         found = DBSCAN(eps=self.eps, min_samples=self.min_parcels, metric="haversine",
                        algorithm="ball_tree").fit(points, sample_weight=weights[keep]).labels_
@@ -332,11 +328,10 @@ class ClusterBoard:
             return False
         from sklearn.neighbors import BallTree
 
-        coords = np.array([(m.onset.lat, m.onset.lon) for m in delayed])
-        cells, weights = np.unique(np.round(coords / GRID_DEGREES), axis=0, return_counts=True)
+        degrees, _, weights = occupied_cells(delayed)
         if weights.max() >= self.min_parcels:
             return True
-        points = np.radians(cells * GRID_DEGREES)
+        points = np.radians(degrees)
         neighbours = BallTree(points, metric="haversine").query_radius(points, r=self.eps)
         return any(weights[n].sum() >= self.min_parcels for n in neighbours)
 
@@ -423,9 +418,14 @@ class ClusterBoard:
                      for m in new if m.onset.merchant_id],
         )
 
-    @property
-    def delayed(self) -> int:
-        return len(self.delays)
+
+def occupied_cells(members: list[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid cells the members sit in: (cell positions in degrees, each member's cell,
+    members per cell)."""
+    coords = np.array([(m.onset.lat, m.onset.lon) for m in members])
+    cells, inverse, weights = np.unique(np.round(coords / GRID_DEGREES), axis=0,
+                                        return_inverse=True, return_counts=True)
+    return cells * GRID_DEGREES, inverse.ravel(), weights
 
 
 def _most_common(counts: Counter) -> str | None:

@@ -106,7 +106,7 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def delivered_ids(self, status_ok=None) -> list[str]:
+    def delivered_ids(self) -> list[str]:
         return [r["webhook-id"] for r in self.requests]
 
 
