@@ -65,14 +65,15 @@ class Cluster:
     it lasts."""
 
     __slots__ = ("carriers", "cause", "centre", "cities", "cluster_id", "earliest", "fired_ts",
-                 "hubs", "last_event_ts", "latest_onset", "members", "parcels", "since",
-                 "warning", "weather_coded")
+                 "hubs", "last_event_ts", "latest_onset", "members", "parcels", "resolved_ts",
+                 "since", "warning", "weather_coded")
 
     def __init__(self, cluster_id: str, fired_ts: int, centre: tuple[float, float]):
         self.cluster_id = cluster_id
         self.centre = centre                # (lat, lon) of its delayed members, last seen
         self.fired_ts = fired_ts            # event_ts of the first FIRING: part of the alert id
         self.last_event_ts = fired_ts
+        self.resolved_ts: int | None = None
         self.members: dict[str, Member] = {}
         self.cause = "UNKNOWN"
         self.warning: WeatherWarning | None = None
@@ -85,9 +86,13 @@ class Cluster:
         self.hubs: Counter[str] = Counter()
         self.carriers: Counter[str] = Counter()
 
-    def join(self, member: Member) -> None:
+    def join(self, member: Member) -> bool:
+        """Adds the member; False if it was already one (a reopened cluster's own)."""
         onset = member.onset
         previous = self.members.get(onset.waybill)
+        if previous is member:
+            member.cluster = self.cluster_id
+            return False
         if previous is not None:
             previous.cluster = None  # its earlier delay here ended: this one takes its place
         else:
@@ -104,6 +109,7 @@ class Cluster:
         self.members[onset.waybill] = member
         self.latest_onset = max(self.latest_onset, onset.onset_ts)
         self.since = onset.since_ts if self.since is None else min(self.since, onset.since_ts)
+        return True
 
     def prune(self, now: int, horizon: int) -> list[Member]:
         """Members that ended and began before the window matter no more; returns them."""
@@ -132,6 +138,7 @@ class ClusterBoard:
         self.delays: dict[str, Member] = {}        # waybill -> its latest delay still in play
         self.recent: deque[Member] = deque()        # delays begun in the window, by onset
         self.open: dict[str, Cluster] = {}
+        self.resolved: dict[str, Cluster] = {}     # resolved within the window: may reopen
         self.warnings: dict[str, WeatherWarning] = {}
         self.changed = False
         self.fresh: list[Member] = []               # onsets applied since the last look
@@ -170,8 +177,9 @@ class ClusterBoard:
         for cluster in list(self.open.values()):
             delayed = [m for m in cluster.members.values() if m.delayed_at(now)]
             if len(delayed) < self.min_parcels:
-                out.append(self._resolved(cluster, now))
-                self._close(cluster, now)
+                resolved = self._resolved(cluster, now)
+                out.append(resolved)
+                self._close(cluster, resolved.event_ts, now)
                 continue
             new = grown.get(cluster.cluster_id, [])
             details = self._details(cluster, delayed, len(delayed))
@@ -190,6 +198,8 @@ class ClusterBoard:
             member = recent.popleft()
             if member.cluster is None and delays.get(member.onset.waybill) is member:
                 del delays[member.onset.waybill]
+        for cluster_id in [k for k, c in self.resolved.items() if c.resolved_ts <= horizon]:
+            del self.resolved[cluster_id]
         for event_id in [k for k, w in self.warnings.items()
                          if w.end_ts <= now - self.warning_horizon]:
             del self.warnings[event_id]
@@ -311,15 +321,28 @@ class ClusterBoard:
             elif self._dense(new):
                 # The condition became true when the min_parcels-th of them was delayed.
                 fired_ts = new[self.min_parcels - 1].onset.onset_ts
-                cluster = Cluster(cluster_id_for(new[0], fired_ts), fired_ts, (lat, lon))
+                cluster = self._reopen(lat, lon, fired_ts) or Cluster(
+                    cluster_id_for(new[0], fired_ts), fired_ts, (lat, lon))
                 self.open[cluster.cluster_id] = cluster
             else:
                 continue
-            for member in new:
-                cluster.join(member)
-            if new:
-                grown.setdefault(cluster.cluster_id, []).extend(new)
+            joined = [member for member in new if cluster.join(member)]
+            if joined:
+                grown.setdefault(cluster.cluster_id, []).extend(joined)
         return grown
+
+    def _reopen(self, lat: float, lon: float, fired_ts: int) -> Cluster | None:
+        """The nearest cluster resolved within the window and centred within the radius:
+        a jam whose parcels trickle in and out around `cluster_min_parcels` fires again
+        under its own id instead of as a new cluster each time."""
+        near = [(haversine_km(lat, lon, *c.centre), c.cluster_id) for c in
+                self.resolved.values() if haversine_km(lat, lon, *c.centre) <= self.radius_km]
+        if not near:
+            return None
+        cluster = self.resolved.pop(min(near)[1])
+        cluster.last_event_ts = max(fired_ts, cluster.resolved_ts)
+        cluster.resolved_ts = None
+        return cluster
 
     def _dense(self, delayed: list[Member]) -> bool:
         """At least `cluster_min_parcels` of them still delayed within one radius of one of
@@ -335,11 +358,13 @@ class ClusterBoard:
         neighbours = BallTree(points, metric="haversine").query_radius(points, r=self.eps)
         return any(weights[n].sum() >= self.min_parcels for n in neighbours)
 
-    def _close(self, cluster: Cluster, now: int) -> None:
+    def _close(self, cluster: Cluster, resolved_ts: int, now: int) -> None:
         del self.open[cluster.cluster_id]
         for member in cluster.members.values():
             member.cluster = None
         self._drop(list(cluster.members.values()), now)
+        cluster.resolved_ts = resolved_ts
+        self.resolved[cluster.cluster_id] = cluster
 
     def _drop(self, members: list[Member], now: int) -> None:
         """Forget members no cluster holds any more, once they are out of the window."""

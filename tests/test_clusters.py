@@ -85,6 +85,28 @@ def test_a_cluster_resolves_when_its_parcels_move_on():
     assert step([], T0 + 20 * H) == []
 
 
+def test_a_jam_that_falls_below_the_minimum_and_fills_again_fires_again_under_its_id():
+    step, delays = Step(), storm(6, T0, spread_hours=1)
+    fired = step(delays, T0 + 2 * H)[-1]
+    moved = [DelayEnd(d.waybill, d.onset_ts, T0 + 3 * H) for d in delays[:2]]
+    [resolved] = step(moved, T0 + 4 * H)  # four left: resolved
+    later = storm(3, T0 + 5 * H, spread_hours=1, prefix="L", seed=2)
+    again = step(later, T0 + 7 * H)  # five, then six and seven delayed in the same place
+    assert {(d.status, alert_id(d), d.details["cluster_id"]) for d in again} == {
+        ("FIRING", alert_id(fired), fired.details["cluster_id"])}
+    assert resolved.event_ts <= again[0].event_ts == later[0].onset_ts
+    assert [d.details["delayed_now"] for d in again] == [5, 6, 7]
+    # The parcels it held before are not counted or notified twice.
+    assert [d.details["parcel_count"] for d in again] == [7, 8, 9]
+    assert [w for d in again for _, w, _ in d.parcels] == ["L000", "L001", "L002"]
+    # Beyond the window a new jam at the same place is a new incident.
+    gone = [DelayEnd(d.waybill, d.onset_ts, T0 + 8 * H) for d in delays[2:] + later]
+    assert [d.status for d in step(gone, T0 + 9 * H)] == ["RESOLVED"]
+    fresh = storm(5, T0 + 30 * H, spread_hours=1, prefix="N", seed=3)
+    [new] = step(fresh, T0 + 32 * H)
+    assert alert_id(new) != alert_id(fired)
+
+
 def test_scattered_delays_form_no_cluster():
     cities = [(22.5 + 1.0 * i, 100.0 + 1.5 * (i % 7)) for i in range(60)]  # > 100 km apart
     delays = [onset(f"W{c}-{k}", T0 + k * H, where=city)
