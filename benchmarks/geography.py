@@ -39,6 +39,28 @@ DAMAGE_RATES: dict[str, float] = {
     "STO": 0.012, "JT": 0.014,
 }
 
+# Share of signed parcels whose buyer says they never arrived, by carrier: the same seed
+# table as damage (SF < 0.1%, JD < 0.2%, small couriers > 1%). Riskier signings (no proof,
+# a proxy, far from the door) are claimed several times as often.
+NOT_RECEIVED_RATES: dict[str, float] = {
+    "SF": 0.0008, "JD": 0.0015, "EMS": 0.003, "ZTO": 0.005, "YTO": 0.005, "YUNDA": 0.006,
+    "STO": 0.011, "JT": 0.012,
+}
+
+# Share of parcels that stop moving at some point (lost, stuck at a hub, mis-sorted), by
+# carrier: direct-network carriers lose sight of fewer parcels than franchise networks.
+STALL_RATES: dict[str, float] = {
+    "SF": 0.002, "JD": 0.002, "EMS": 0.005, "ZTO": 0.004, "YTO": 0.004, "YUNDA": 0.005,
+    "STO": 0.007, "JT": 0.008,
+}
+
+# Pickup volume by calendar day (month, day) relative to an ordinary day: the Double-11
+# sale (orders placed at midnight on 11 November ship over the next days) and 12.12.
+PEAK_DAYS: dict[tuple[int, int], float] = {
+    (11, 11): 3.0, (11, 12): 3.5, (11, 13): 2.5, (11, 14): 1.8, (11, 15): 1.3,
+    (12, 12): 1.8, (12, 13): 1.5,
+}
+
 # One busy lane, and on it one carrier that breaks far more goods than the rest.
 HOT_LANE = ("广州", "上海")
 HOT_LANE_SHARE = 0.08

@@ -16,6 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import msgspec
 
@@ -28,6 +29,9 @@ from benchmarks.geography import (
     HOT_LANE,
     HOT_LANE_SHARE,
     HUBS_PER_CITY,
+    NOT_RECEIVED_RATES,
+    PEAK_DAYS,
+    STALL_RATES,
     hub_id,
 )
 
@@ -37,7 +41,21 @@ MINUTE = 60_000
 CITY_NAMES = list(CITIES)
 CARRIER_NAMES = list(CARRIERS)
 CARRIER_WEIGHTS = list(CARRIERS.values())
+CHINA = timezone(timedelta(hours=8))
+SIGNERS = {"RECIPIENT": 0.55, "PROXY": 0.12, "LOCKER": 0.2, "STATION": 0.1, "UNKNOWN": 0.03}
+PROOFS = {"PHOTO": 0.4, "PICKUP_CODE": 0.3, "SIGNATURE": 0.2, "NONE": 0.1}
+RISKY_SIGNERS = ("PROXY", "UNKNOWN")
+FAR_SIGNING_SHARE = 0.03
+CLAIM_FACTOR = 3    # a risky signing, or one far from the door, is claimed this much more
 encode = msgspec.json.encode
+
+
+def _mean_claim_factor() -> float:
+    """The average of the claim multipliers over all signings, so that a carrier's
+    NOT_RECEIVED_RATES entry is its overall claim rate."""
+    safe = (1 - sum(SIGNERS[s] for s in RISKY_SIGNERS)) * (1 - PROOFS["NONE"])
+    risky = (1 - safe) * CLAIM_FACTOR + safe
+    return risky * (1 + FAR_SIGNING_SHARE * (CLAIM_FACTOR - 1))
 
 
 @dataclass(frozen=True)
@@ -68,17 +86,19 @@ class ScenarioConfig:
     start_ts: int = 1_793_462_400_000          # 2026-11-01 00:00 +08:00
     no_movement_hours: float = 72              # the threshold the ground truth is cut at
     allowed_lateness_minutes: float = 10
-    stall_rate: float = 0.03                   # parcels that stop moving at some point
-    resume_rate: float = 0.4                   # of those, the ones that move again later
+    stall_scale: float = 1.0                   # times each carrier's STALL_RATES
+    resume_rate: float = 0.4                   # of stalled parcels, the ones that move again
     exception_rate: float = 0.02
     failed_delivery_rate: float = 0.03
     return_rate: float = 0.01
     duplicate_rate: float = 0.01
     junk_rate: float = 0.002
-    dispute_rate: float = 0.01
+    not_received_scale: float = 1.0            # times each carrier's NOT_RECEIVED_RATES
+    wrong_item_rate: float = 0.005
     disorder_minutes: float = 5
     merchants: int = 500
     storms: tuple[Storm, ...] = DEFAULT_STORMS
+    peaks: bool = True                         # Double-11 and 12.12 volume (PEAK_DAYS)
     delay_dwell_hours: float = 24              # held parcels sit at least this long
 
 
@@ -127,15 +147,26 @@ class Scenario:
 
     # -- generation ----------------------------------------------------------------------
 
+    def _day_weights(self) -> list[float]:
+        """Pickup volume per day (the last six left for the trips to end): ordinary days
+        weigh 1, sale days more (PEAK_DAYS)."""
+        cfg = self.config
+        days = math.ceil(max(DAY, cfg.days * DAY - 6 * DAY) / DAY)
+        if not cfg.peaks:
+            return [1.0] * days
+        start = datetime.fromtimestamp(cfg.start_ts / 1000, CHINA)
+        dates = (start + timedelta(days=day) for day in range(days))
+        return [PEAK_DAYS.get((date.month, date.day), 1.0) for date in dates]
+
     def _pickup_offsets(self) -> Iterator[int]:
-        """Pickup times in order: an even spread over the days (the last six left for the
-        trips to end), with a daily rhythm: most pickups 08:00-20:00 local. Drawn a day at a
-        time and sorted, so records are released in arrival order."""
+        """Pickup times in order: spread over the days by their weight, with a daily rhythm:
+        most pickups 08:00-20:00 local. Drawn a day at a time and sorted, so records are
+        released in arrival order."""
         parcels = self.config.parcels
-        span = max(DAY, self.config.days * DAY - 6 * DAY)
+        weights = list(itertools.accumulate(self._day_weights()))
         first = 0
-        for day in range(math.ceil(span / DAY)):
-            last = min(parcels, math.ceil((day + 1) * DAY * parcels / span))
+        for day, weight in enumerate(weights):
+            last = min(parcels, math.ceil(weight * parcels / weights[-1]))
             hours = (8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 2)
             yield from sorted(day * DAY + self.rng.choice(hours) * HOUR
                               + self.rng.randrange(HOUR) - 8 * HOUR
@@ -208,9 +239,8 @@ class Scenario:
 
     def _signing(self) -> dict:
         rng = self.rng
-        signer = rng.choices(["RECIPIENT", "PROXY", "LOCKER", "STATION", "UNKNOWN"],
-                             [0.55, 0.12, 0.2, 0.1, 0.03])[0]
-        proof = rng.choices(["PHOTO", "PICKUP_CODE", "SIGNATURE", "NONE"], [0.4, 0.3, 0.2, 0.1])[0]
+        signer = rng.choices(list(SIGNERS), list(SIGNERS.values()))[0]
+        proof = rng.choices(list(PROOFS), list(PROOFS.values()))[0]
         return {"signer": signer, "proof": proof}
 
     def _stall(self, steps: list) -> list:
@@ -239,7 +269,7 @@ class Scenario:
         steps = self._journey(created, stops, in_transit)
         for storm in cfg.storms:
             steps = self._weather_the_storm(storm, steps, waybill)
-        if rng.random() < cfg.stall_rate:
+        if rng.random() < STALL_RATES[carrier] * cfg.stall_scale:
             steps = self._stall(steps)
             self.truth.stalls.append({"waybill": waybill, "since_ts": self._stalled_since})
         merchant = f"M{rng.randrange(cfg.merchants):05d}"
@@ -278,12 +308,12 @@ class Scenario:
             self.truth.counts["deliveries"] += 1
             if damaged and not in_transit:
                 items.append(self._dispute(waybill, merchant, order, last_ts, "DAMAGED")[0])
-            if rng.random() < self._not_received_rate(last_extra, far):
+            if rng.random() < self._not_received_rate(carrier, last_extra, far):
                 item, ts = self._dispute(waybill, merchant, order, last_ts, "NOT_RECEIVED")
                 items.append(item)
                 self.truth.alerts.append({"type": "SIGNED_DISPUTED", "status": "FIRING",
                                           "waybill": waybill, "event_ts": ts})
-            elif rng.random() < cfg.dispute_rate / 2:
+            elif rng.random() < cfg.wrong_item_rate:
                 items.append(self._dispute(waybill, merchant, order, last_ts, "WRONG_ITEM")[0])
         elif last_kind != "RETURNED" and rng.random() < 0.2:
             # A buyer complaining about a parcel that never got signed: not SIGNED_DISPUTED.
@@ -293,7 +323,7 @@ class Scenario:
     def _signed_at(self, home: tuple[float, float], signer: str) -> tuple[dict, bool]:
         """Where the courier scanned SIGNED: at the door, nearby for lockers, rarely far off."""
         rng = self.rng
-        far = rng.random() < 0.03
+        far = rng.random() < FAR_SIGNING_SHARE
         if far:
             spread = rng.uniform(0.05, 0.15)
         elif signer in ("LOCKER", "STATION"):
@@ -303,13 +333,14 @@ class Scenario:
         return {"lat": round(home[0] + rng.choice((-1, 1)) * spread, 5),
                 "lon": round(home[1] + rng.uniform(-spread, spread), 5)}, far
 
-    def _not_received_rate(self, signing: dict, far: bool) -> float:
-        """Riskier signings are claimed more often."""
-        rate = self.config.dispute_rate / 2
-        if signing.get("proof") == "NONE" or signing.get("signer") in ("PROXY", "UNKNOWN"):
-            rate *= 3
+    def _not_received_rate(self, carrier: str, signing: dict, far: bool) -> float:
+        """The carrier's claim rate, shared out so riskier signings are claimed more."""
+        rate = (NOT_RECEIVED_RATES[carrier] * self.config.not_received_scale
+                / _mean_claim_factor())
+        if signing.get("proof") == "NONE" or signing.get("signer") in RISKY_SIGNERS:
+            rate *= CLAIM_FACTOR
         if far:
-            rate *= 3
+            rate *= CLAIM_FACTOR
         return rate
 
     def _junk(self, record: dict):

@@ -16,6 +16,10 @@ from connectors.broker import EmbeddedBroker, free_port
 from models.detection import Detection
 
 CLI = str(Path(sys.executable).with_name("parcelwatch"))
+# 3,000 parcels over 30 days, with stalls and claims six and two times as frequent as the
+# generator's realistic rates, so a small scenario still gives every detector work.
+SESSION_SCENARIO = ScenarioConfig(parcels=3000, days=30, seed=11, stall_scale=6,
+                                  not_received_scale=2)
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +31,9 @@ def broker():
 
 @pytest.fixture(scope="session")
 def scenario(tmp_path_factory):
-    """A 30-day scenario of 3,000 parcels as files, with its ground truth."""
+    """SESSION_SCENARIO as files, with its ground truth."""
     out = tmp_path_factory.mktemp("scenario")
-    generated = Scenario(ScenarioConfig(parcels=3000, days=30, seed=11))
+    generated = Scenario(SESSION_SCENARIO)
     paths = write_files(generated, out, show_progress=False)
     return generated, paths
 

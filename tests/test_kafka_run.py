@@ -11,13 +11,13 @@ import urllib.request
 
 import pytest
 
-from benchmarks.scenario import Scenario, ScenarioConfig
+from benchmarks.scenario import Scenario
 from benchmarks.writers import produce
 from connectors.broker import free_port
 from connectors.kafka import client_config, ensure_topics, read_topic
 from flows.config import load_settings
 
-from conftest import CLI, cli, cli_env, topic_settings
+from conftest import CLI, SESSION_SCENARIO, cli, cli_env, topic_settings
 
 
 def alert_keys(records) -> set[tuple]:
@@ -59,7 +59,7 @@ def test_run_exit_at_end_gives_the_same_alerts_as_replay(broker, scenario, repla
     generated, _paths = scenario
     env_settings, topics = prepare(broker, "same")
     config = client_config(broker.bootstrap)
-    again = Scenario(ScenarioConfig(parcels=3000, days=30, seed=11))  # the same records
+    again = Scenario(SESSION_SCENARIO)  # the same records
     produce(again, config, topics["inputs"], show_progress=False)
 
     result = cli("run", "--brokers", broker.bootstrap, "--from-beginning", "--exit-at-end",
@@ -83,7 +83,7 @@ def test_a_run_killed_mid_stream_and_restarted_loses_no_alert(broker, scenario, 
                                                                 tmp_path):
     env_settings, topics = prepare(broker, "kill")
     config = client_config(broker.bootstrap)
-    records = list(Scenario(ScenarioConfig(parcels=3000, days=30, seed=11)).records())
+    records = list(Scenario(SESSION_SCENARIO).records())
     half = len(records) // 2
     produce_records(config, topics["inputs"], records[:half])
 
