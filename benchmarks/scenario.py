@@ -123,6 +123,7 @@ class Scenario:
         self._seq = 0
         self._event_seq = 0
         self.parcels_started = 0
+        self.most_waiting = 0    # the most records held back at once (memory follows it)
         self._held: dict[Storm, list[str]] = {storm: [] for storm in config.storms}
         self._stalled_since = 0
 
@@ -141,6 +142,7 @@ class Scenario:
                 yield from self._release(heapq.heappop(heap))
             for item in self._parcel(i, created):
                 heapq.heappush(heap, item)
+            self.most_waiting = max(self.most_waiting, len(heap))
         while heap:
             yield from self._release(heapq.heappop(heap))
         self._finish_truth()

@@ -1,17 +1,24 @@
-"""End-to-end events per second of `replay` (files) and `run --exit-at-end` (Kafka).
+"""End-to-end events per second: `replay` (files) and `run --exit-at-end` (Kafka), with one
+and with several worker processes, next to the raw consume ceiling and a naive peer.
 
-    python -m benchmarks.throughput --parcels 20000 --json benchmarks/results/throughput.json
+    python -m benchmarks.throughput --events 1000000 --json benchmarks/results/throughput.json
 
-Generates the demo scenario (20,000 parcels, 30 days by default), then times the dataflow
+Generates a scenario of about N input events (scans and disputes), then times the dataflow
 from start to end of input: once over JSON Lines files, once through the embedded broker
-(records produced beforehand, outputs written back to Kafka). One worker, one process. On
-the same topics it then measures the ceiling (raw confluent-kafka consume) and the peer (a
-naive Bytewax flow: per-item `json.loads`, per-waybill `stateful_map`), and the ratios.
+(records produced beforehand, all detectors on, outputs written back to Kafka), in this
+process. Then `parcelwatch run` as 1 and as 2 processes (`--process-id`/`--addresses`),
+timed from launch to exit, so Python's start-up is included. On the same topics it measures
+the ceiling (raw confluent-kafka consume) and the peer (a naive Bytewax flow: per-item
+`json.loads`, per-waybill `stateful_map`), and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +31,13 @@ from benchmarks.machine import report
 from benchmarks.peers import naive_flow, raw_consume
 from benchmarks.scenario import Scenario, ScenarioConfig
 from benchmarks.writers import produce, write_files
-from connectors.broker import EmbeddedBroker
+from connectors.broker import EmbeddedBroker, free_port
 from connectors.kafka import client_config
-from flows.config import load_settings
+from flows.config import Settings, load_settings
 from flows.runner import kafka_partitions, replay, run
+
+EVENTS_PER_PARCEL = 6.4   # scans and disputes per parcel of the default scenario
+CLI = str(Path(sys.executable).with_name("parcelwatch"))
 
 
 def timed(action) -> float:
@@ -36,9 +46,37 @@ def timed(action) -> float:
     return time.perf_counter() - started
 
 
-def measure(parcels: int, days: float, seed: int, score_interval_hours: float = 1) -> dict:
+def rate(records: int, seconds: float) -> dict:
+    return {"seconds": round(seconds, 2), "events_per_second": round(records / seconds)}
+
+
+def run_processes(settings: Settings, count: int, outputs: str) -> float:
+    """`parcelwatch run --exit-at-end` as `count` processes writing to output topics named
+    after `outputs`: seconds from launch to the last exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
+    env.update({"PARCELWATCH_RECOVERY": "false", "PARCELWATCH_METRICS__ENABLED": "false",
+                "PARCELWATCH_THRESHOLDS__SCORE_INTERVAL_HOURS":
+                    str(settings.thresholds.score_interval_hours)})
+    for name in ("alerts", "merchant_notifications", "route_scores", "dead_letter"):
+        env[f"PARCELWATCH_TOPICS__{name.upper()}"] = f"{outputs}-{name}"
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(count))
+    command = [CLI, "run", "--brokers", settings.brokers, "--from-beginning", "--exit-at-end"]
+    started = time.perf_counter()
+    jobs = [subprocess.Popen([*command, "--process-id", str(n), "--addresses", addresses]
+                             if count > 1 else command, env=env, stderr=subprocess.PIPE,
+                             text=True) for n in range(count)]
+    for job in jobs:
+        _, stderr = job.communicate()
+        if job.returncode:
+            raise RuntimeError(f"parcelwatch run exited {job.returncode}: {stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def measure(events: int, days: float, seed: int, score_interval_hours: float = 1,
+            processes: tuple[int, ...] = (1, 2)) -> dict:
     settings = load_settings(environ={},
                              thresholds={"score_interval_hours": score_interval_hours})
+    parcels = max(100, math.ceil(events / EVENTS_PER_PARCEL))
     config = ScenarioConfig(parcels=parcels, days=days, seed=seed)
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)
@@ -56,6 +94,8 @@ def measure(parcels: int, days: float, seed: int, score_interval_hours: float = 
                     settings.topics.inputs())
             run_s = timed(lambda: run(kafka_settings, Metrics(CollectorRegistry()),
                                       from_beginning=True, exit_at_end=True))
+            by_processes = {str(n): rate(records, run_processes(kafka_settings, n, f"p{n}"))
+                            for n in processes}
             topics = [settings.topics.scans, settings.topics.disputes]
             raw_records, raw_s = raw_consume(client_config(broker.bootstrap), topics,
                                              settings.topic_partitions)
@@ -66,15 +106,14 @@ def measure(parcels: int, days: float, seed: int, score_interval_hours: float = 
         "days": days,
         "score_interval_hours": score_interval_hours,
         "input_records": records,
-        "replay": {"seconds": round(replay_s, 2), "events_per_second": round(records / replay_s)},
-        "run_exit_at_end": {"seconds": round(run_s, 2),
-                            "events_per_second": round(run_rate),
+        "replay": rate(records, replay_s),
+        "run_exit_at_end": {**rate(records, run_s),
                             "input_partitions": settings.topic_partitions},
+        # `parcelwatch run` as separate processes, start-up included.
+        "processes": by_processes,
         # The same topics of the same broker, read by the ceiling and by the naive peer.
-        "raw_consume": {"records": raw_records, "seconds": round(raw_s, 2),
-                        "events_per_second": round(raw_records / raw_s)},
-        "naive_bytewax": {"records": naive_records, "seconds": round(naive_s, 2),
-                          "events_per_second": round(naive_records / naive_s)},
+        "raw_consume": {"records": raw_records, **rate(raw_records, raw_s)},
+        "naive_bytewax": {"records": naive_records, **rate(naive_records, naive_s)},
         "run_share_of_raw_consume": round(run_rate / (raw_records / raw_s), 3),
         "run_over_naive": round(run_rate / (naive_records / naive_s), 2),
     }
@@ -82,18 +121,24 @@ def measure(parcels: int, days: float, seed: int, score_interval_hours: float = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parcels", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=130_000,
+                        help="about this many input events (scans and disputes)")
     parser.add_argument("--days", type=float, default=30)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--score-interval-hours", type=float, default=1,
                         help="route-scores cadence (the contract's default is 1)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                        help="also time `parcelwatch run` as this many processes")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
-    command = (f"python -m benchmarks.throughput --parcels {args.parcels} "
+    command = (f"python -m benchmarks.throughput --events {args.events} "
                f"--days {args.days:g} --seed {args.seed} "
-               f"--score-interval-hours {args.score_interval_hours:g}")
-    figures = measure(args.parcels, args.days, args.seed, args.score_interval_hours)
+               f"--score-interval-hours {args.score_interval_hours:g} "
+               f"--processes {' '.join(map(str, args.processes))}")
+    figures = measure(args.events, args.days, args.seed, args.score_interval_hours,
+                      tuple(args.processes))
     report("throughput", command, figures, args.json)
+
 
 if __name__ == "__main__":
     main()

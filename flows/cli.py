@@ -46,12 +46,19 @@ def cli() -> None:
 @click.option("--exit-at-end", is_flag=True,
               help="Stop once every input partition is read to its end.")
 @click.option("--state-dir", help="Recovery state directory.")
-def run(brokers, config, from_beginning, exit_at_end, state_dir) -> None:
+@click.option("--process-id", type=click.IntRange(min=0),
+              help="This process's index in --addresses (a job of several processes).")
+@click.option("--addresses", help="HOST:PORT;HOST:PORT... of every process of the job.")
+def run(brokers, config, from_beginning, exit_at_end, state_dir, process_id,
+        addresses) -> None:
     """The production job against any Kafka-protocol cluster."""
+    from flows.runner import ProcessGroup
     from flows.runner import run as run_job
 
     settings = load_settings(config, brokers=brokers, state_dir=state_dir)
-    run_job(settings, _metrics(settings), from_beginning=from_beginning, exit_at_end=exit_at_end)
+    processes = ProcessGroup.parse(process_id, addresses)
+    run_job(settings, _metrics(settings), from_beginning=from_beginning,
+            exit_at_end=exit_at_end, processes=processes)
 
 
 @cli.command()

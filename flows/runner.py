@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import signal
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -58,13 +60,40 @@ def kafka_partitions(settings: Settings) -> dict[str, int]:
     return {role: existing[name] for role, name in topics.inputs().items() if name in existing}
 
 
-def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end: bool) -> None:
+class ProcessGroup(NamedTuple):
+    """This process's place among the job's processes (Bytewax's `-i` and `-a`): each
+    input partition is read by one of them and each shard lives in one of them."""
+
+    process_id: int
+    addresses: list[str]
+
+    @classmethod
+    def parse(cls, process_id: int | None, addresses: str | None) -> ProcessGroup | None:
+        if process_id is None and addresses is None:
+            return None
+        hosts = [a.strip() for a in (addresses or "").split(";") if a.strip()]
+        if process_id is None or not hosts:
+            raise ConfigError("--process-id and --addresses go together")
+        if not 0 <= process_id < len(hosts):
+            raise ConfigError(f"--process-id {process_id}: --addresses names {len(hosts)} "
+                              f"processes, so it must be 0 to {len(hosts) - 1}")
+        for address in hosts:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"--addresses: {address!r} is not HOST:PORT")
+        return cls(process_id, hosts)
+
+
+def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end: bool,
+        processes: ProcessGroup | None = None) -> None:
     """The production job. Recovery state lets a restart continue where it stopped."""
     stop = _StopOnSignal()
+    topology = {} if processes is None else {"process_id": processes.process_id,
+                                             "addresses": processes.addresses}
     try:
         flow, recovery = _kafka_job(settings, metrics, from_beginning, exit_at_end)
         cli_main(flow, epoch_interval=timedelta(seconds=settings.snapshot_interval_seconds),
-                 recovery_config=recovery)
+                 recovery_config=recovery, **topology)
     except BaseException:  # the runtime reports a stop as one of several exception types
         if not stop.requested:
             raise
@@ -85,13 +114,21 @@ def _kafka_job(settings: Settings, metrics: Metrics, from_beginning: bool,
     recovery = None
     if settings.recovery:
         state_dir = Path(settings.state_dir)
-        if not any(state_dir.glob("part-*.sqlite3")):
-            state_dir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(state_dir, 1)
+        _init_state_dir(state_dir)
         recovery = RecoveryConfig(str(state_dir))
     log.info("running against %s: %s input partitions, recovery %s", settings.brokers,
              sum(partitions.values()), recovery.db_dir if recovery else "off")
     return flow, recovery
+
+
+def _init_state_dir(state_dir: Path) -> None:
+    """Create the recovery store once, even when several processes of the job start
+    together on one host (they share the directory)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".init.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not any(state_dir.glob("part-*.sqlite3")):
+            init_db_dir(state_dir, 1)
 
 
 class _StopOnSignal:

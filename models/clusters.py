@@ -143,6 +143,11 @@ class ClusterBoard:
         self.changed = False
         self.fresh: list[Member] = []               # onsets applied since the last look
 
+    def __setstate__(self, state: dict) -> None:
+        """Recovery state written by 0.3.0 has no resolved clusters yet."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("resolved", {})
+
     # -- input ---------------------------------------------------------------------------
 
     def on_onset(self, onset: DelayOnset) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime
+
 import msgspec
 
-from benchmarks import accuracy, clustering, memory, throughput
+from benchmarks import accuracy, clustering, generation, memory, throughput
 from benchmarks.scenario import Scenario, ScenarioConfig
 
 
@@ -15,12 +18,13 @@ def test_memory_benchmark_reports_bytes_per_tracked_parcel():
     assert result["snapshot_bytes_per_parcel"] > 0 and result["snapshot_seconds"] >= 0
 
 
-def test_throughput_benchmark_reports_both_paths():
-    result = throughput.measure(parcels=300, days=10, seed=3)
-    assert result["input_records"] > 1000
-    for path in ("replay", "run_exit_at_end", "raw_consume", "naive_bytewax"):
-        assert result[path]["seconds"] > 0
-        assert result[path]["events_per_second"] > 0
+def test_throughput_benchmark_reports_every_path_and_process_count():
+    result = throughput.measure(events=2000, days=10, seed=3)
+    assert 1000 < result["input_records"] < 4000
+    assert set(result["processes"]) == {"1", "2"}  # `run` as one and as two processes
+    paths = ("replay", "run_exit_at_end", "raw_consume", "naive_bytewax")
+    for figures in [*(result[path] for path in paths), *result["processes"].values()]:
+        assert figures["seconds"] > 0 and figures["events_per_second"] > 0
     assert result["raw_consume"]["records"] == result["input_records"]  # the same topics
     # The naive flow drops what json.loads cannot read: the junk, and only that.
     assert 0.95 * result["input_records"] < result["naive_bytewax"]["records"] <= result[
@@ -40,6 +44,26 @@ def test_clustering_benchmark_reports_every_layout_and_draws_its_plot(tmp_path):
     assert by_layout["scattered"]["clusters"] == 0  # 400 places across the country: none
     clustering.plot(runs, tmp_path / "clustering.png")
     assert (tmp_path / "clustering.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_generation_benchmark_streams_holding_only_parcels_in_transit():
+    result = generation.measure(parcels=3000, days=20, seed=3, show_progress=False)
+    total = sum(result["records"].values())
+    assert result["records"]["scans"] > 5 * 3000 and result["records"]["weather"] == 1
+    assert 0 < result["most_records_waiting"] < total / 4  # not the whole scenario at once
+    assert result["records_per_second"] > 0 and result["peak_resident_mib"] > 0
+
+
+def test_double_eleven_is_the_busiest_pickup_day():
+    config = ScenarioConfig(parcels=20_000, days=30, seed=5)
+    pickups: Counter[int] = Counter()
+    for topic, _, value in Scenario(config).records():
+        scan = msgspec.json.decode(value) if topic == "scans" and b"PICKUP" in value else {}
+        if isinstance(scan.get("ts"), int):  # junk copies aside
+            pickups[scan["ts"] // 86_400_000] += 1
+    busiest = datetime.fromtimestamp(max(pickups, key=pickups.get) * 86_400, UTC)
+    assert (busiest.month, busiest.day) in ((11, 11), (11, 12))
+    assert max(pickups.values()) > 2.5 * sorted(pickups.values())[len(pickups) // 2]
 
 
 def test_the_generator_is_out_of_order_by_at_most_its_disorder():

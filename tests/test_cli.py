@@ -74,3 +74,8 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path):
     assert "no such file" in one_line_error(
         cli("replay", "--scans", tmp_path / "missing.jsonl", "--out", tmp_path))
     assert "exactly one of" in one_line_error(cli("generate"))
+    assert "go together" in one_line_error(cli("run", "--process-id", "1"))
+    assert "0 to 1" in one_line_error(
+        cli("run", "--process-id", "2", "--addresses", "127.0.0.1:2101;127.0.0.1:2102"))
+    assert "HOST:PORT" in one_line_error(
+        cli("run", "--process-id", "0", "--addresses", "127.0.0.1"))

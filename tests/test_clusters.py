@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import random
 
 from alerts.records import alert_id
@@ -273,3 +274,13 @@ def test_moved_on_parcels_can_link_a_group_but_not_make_a_cluster():
     links = [onset(f"L{k}", T0 + k * MINUTE_MS, km_east=12 * (k % 5 + 0.5)) for k in range(20)]
     moved = [DelayEnd(d.waybill, d.onset_ts, d.onset_ts + MINUTE_MS) for d in links]
     assert Step()(ends + links + moved, T0 + 2 * H) == []
+
+
+def test_a_board_saved_before_clusters_could_reopen_is_restored_and_works():
+    step, delays = Step(), storm(6, T0, spread_hours=1)
+    step(delays, T0 + 2 * H)
+    board = step.aggregate.clusters
+    del board.resolved  # what a 0.3.0 snapshot holds
+    step.aggregate.clusters = pickle.loads(pickle.dumps(board))
+    moved = [DelayEnd(d.waybill, d.onset_ts, T0 + 3 * H) for d in delays[:2]]
+    assert [d.status for d in step(moved, T0 + 4 * H)] == ["RESOLVED"]

@@ -79,6 +79,26 @@ def test_run_exit_at_end_gives_the_same_alerts_as_replay(broker, scenario, repla
     assert scores and scores == canonical(replayed["route-scores"])
 
 
+def test_two_processes_give_the_same_alerts_as_replay(broker, replayed, tmp_path):
+    env_settings, topics = prepare(broker, "two")
+    config = client_config(broker.bootstrap)
+    produce(Scenario(SESSION_SCENARIO), config, topics["inputs"], show_progress=False)
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    state = tmp_path / "state"  # one store for both, created once though they start together
+    jobs = [subprocess.Popen([CLI, "run", "--brokers", broker.bootstrap, "--from-beginning",
+                              "--exit-at-end", "--state-dir", str(state), "--process-id",
+                              str(n), "--addresses", addresses],
+                             env=cli_env(**env_settings), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for n in (0, 1)]
+    for job in jobs:
+        _, stderr = job.communicate(timeout=300)
+        assert job.returncode == 0, stderr
+
+    expected = {(a["alert_id"], a["status"], a["event_ts"]) for a in replayed["alerts"]}
+    assert alert_keys(read_topic(config, topics["alerts"])) == expected
+    assert len(list(state.glob("part-*.sqlite3"))) == 1
+
+
 def test_a_run_killed_mid_stream_and_restarted_loses_no_alert(broker, scenario, replayed,
                                                                 tmp_path):
     env_settings, topics = prepare(broker, "kill")
