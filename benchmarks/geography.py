@@ -66,3 +66,10 @@ HOT_LANE = ("广州", "上海")
 HOT_LANE_SHARE = 0.08
 BAD_ROUTE = ("JT", "广州", "上海")
 BAD_ROUTE_DAMAGE_RATE = 0.08
+
+
+def damage_rate(carrier: str, origin: str, destination: str) -> float:
+    """The true share of a route's parcels that arrive damaged."""
+    if (carrier, origin, destination) == BAD_ROUTE:
+        return BAD_ROUTE_DAMAGE_RATE
+    return DAMAGE_RATES[carrier]
