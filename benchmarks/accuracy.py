@@ -1,18 +1,24 @@
 """Precision, recall and detection delay of every detector against the ground truth, and
-threshold sweeps, through the real dataflow (`replay`).
+threshold sweeps, through the real dataflow (`replay`, or `run` on Kafka with `--kafka`).
 
     python -m benchmarks.accuracy --parcels 20000 --json benchmarks/results/accuracy.json \\
         --report benchmarks/results/accuracy
 
 Generates one scenario, replays it with the default thresholds and once per point of each
-sweep, and scores each run:
+sweep, and scores each run. With `--kafka` the scenario is produced once to the embedded
+broker and each run is `run --from-beginning --exit-at-end` writing to output topics of its
+own; both paths are scored alike:
 - NO_MOVEMENT against the injected stalls: a stall is found when a FIRING names its parcel;
   a FIRING for a parcel never stalled is a false alarm. Stalls too close to the end of input
   to be judged at that threshold are left out. Delay: the alert's `event_ts` minus the
   parcel's last scan before the stall.
 - SIGNED_DISPUTED against the ground-truth alerts (waybill and `event_ts`); delay: alert
   minus dispute.
-- ROUTE_DAMAGE_RATE against the injected bad routes; delay: first FIRING minus the start.
+- ROUTE_DAMAGE_RATE against each route's true damage rate: a flagged route is right when
+  its true rate is above `damage_rate_threshold` (the injected bad route, but also a small
+  courier's busy lane at 1.2%), a false alarm otherwise; a route is missed when its true
+  rate is above the threshold and it had at least `damage_min_deliveries` deliveries, but
+  was never flagged. Delay: first FIRING minus the start.
 - WEATHER_DELAY_CLUSTER against the injected storms: a cluster matches a storm in its city
   whose first FIRING falls between the storm's start and two days after its end; precision
   counts clusters, recall storms; delay: first FIRING minus the storm's start.
@@ -26,17 +32,25 @@ import json
 import math
 import statistics
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from alerts.metrics import Metrics
+from benchmarks.geography import damage_rate
 from benchmarks.machine import report
 from benchmarks.scenario import Scenario, ScenarioConfig
-from benchmarks.writers import progress_bar, write_files
-from flows.config import load_settings
-from flows.runner import replay
+from benchmarks.writers import produce, progress_bar, write_files
+from connectors.broker import EmbeddedBroker
+from connectors.kafka import client_config, ensure_topics, read_topic
+from flows.config import Settings, Topics, load_settings
+from flows.runner import replay, run
+from models.settings import Thresholds
 
+DEFAULTS = Thresholds()
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 DETECTORS = ("NO_MOVEMENT", "SIGNED_DISPUTED", "ROUTE_DAMAGE_RATE", "WEATHER_DELAY_CLUSTER")
@@ -51,6 +65,14 @@ SWEEPS: dict[str, list[dict]] = {
         for n in (20, 50, 100)],
 }
 QUICK_SWEEPS = {name: points[:2] for name, points in SWEEPS.items()}
+SWEPT_DETECTOR = {
+    "no_movement_hours": "NO_MOVEMENT",
+    "delay_dwell_hours": "WEATHER_DELAY_CLUSTER",
+    "cluster_radius_km x cluster_min_parcels": "WEATHER_DELAY_CLUSTER",
+    "damage_rate_threshold x damage_min_deliveries": "ROUTE_DAMAGE_RATE",
+}
+INPUT_FIELDS = ("scans", "disputes", "weather")
+OUTPUT_FIELDS = ("alerts", "merchant_notifications", "route_scores", "dead_letter")
 
 
 def score(alerts: list[dict], scenario: Scenario, thresholds: dict) -> dict:
@@ -61,7 +83,8 @@ def score(alerts: list[dict], scenario: Scenario, thresholds: dict) -> dict:
     return {
         "NO_MOVEMENT": _stalls(by_type["NO_MOVEMENT"], truth, thresholds),
         "SIGNED_DISPUTED": _disputes(by_type["SIGNED_DISPUTED"], truth),
-        "ROUTE_DAMAGE_RATE": _routes(by_type["ROUTE_DAMAGE_RATE"], truth, scenario),
+        "ROUTE_DAMAGE_RATE": _routes(by_type["ROUTE_DAMAGE_RATE"], truth, scenario,
+                                     thresholds),
         "WEATHER_DELAY_CLUSTER": _storms(by_type["WEATHER_DELAY_CLUSTER"], truth),
     }
 
@@ -108,14 +131,23 @@ def _disputes(alerts: list[dict], truth) -> dict:
                     [got[key]["event_ts"] - got[key]["details"]["dispute_ts"] for key in found])
 
 
-def _routes(alerts: list[dict], truth, scenario: Scenario) -> dict:
+def _routes(alerts: list[dict], truth, scenario: Scenario, thresholds: dict) -> dict:
+    threshold = thresholds.get("damage_rate_threshold", DEFAULTS.damage_rate_threshold)
+    enough = thresholds.get("damage_min_deliveries", DEFAULTS.damage_min_deliveries)
     first: dict[str, int] = {}
     for alert in alerts:
         first.setdefault(alert["details"]["route_id"], alert["event_ts"])
-    bad = set(truth.bad_routes)
-    found = bad & first.keys()
-    return _figures(len(found), len(first.keys() - bad), len(bad - found),
+    above = {route for route in truth.route_deliveries if _true_damage_rate(route) > threshold}
+    found = above & first.keys()
+    missed = {route for route in above - found if truth.route_deliveries[route] >= enough}
+    return _figures(len(found), len(first.keys() - above), len(missed),
                     [first[route] - scenario.config.start_ts for route in found])
+
+
+def _true_damage_rate(route_id: str) -> float:
+    carrier, _, lane = route_id.partition(":")
+    origin, _, destination = lane.partition(">")
+    return damage_rate(carrier, origin, destination)
 
 
 def _storms(alerts: list[dict], truth) -> dict:
@@ -135,32 +167,22 @@ def _storms(alerts: list[dict], truth) -> dict:
 
 
 def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
-            show_progress: bool = True) -> dict:
+            show_progress: bool = True, kafka: bool = False,
+            brokers: str | None = None) -> dict:
+    """Every run of the sweeps on one scenario, scored. On Kafka (`kafka`, or `brokers`
+    naming a cluster to use instead of a fresh embedded broker) runs go through `run`, as in
+    production; otherwise through `replay` over files."""
     scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed))
     runs = [("defaults", {})] + [(name, point) for name, points in sweeps.items()
                                  for point in points]
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        work_dir = Path(work)
-        paths = write_files(scenario, work_dir / "scenario", show_progress=False)
-        inputs = {"scans": paths["scans"], "disputes": paths["disputes"],
-                  "weather": paths["weather"]}
-        with progress_bar(transient=not show_progress) as bar:
-            task = bar.add_task("replaying", total=len(runs))
-            for n, (sweep, point) in enumerate(runs):
-                settings = load_settings(environ={}, thresholds={"score_interval_hours": 24,
-                                                                 **point})
-                out = work_dir / f"run-{n}"
-                replay(settings, inputs, out, Metrics(CollectorRegistry()))
-                with (out / "alerts.jsonl").open(encoding="utf-8") as lines:
-                    alerts = [json.loads(line) for line in lines if line.strip()]
-                detectors = score(alerts, scenario, point)
-                if n:  # only the defaults' delay distributions are drawn: keep the JSON small
-                    for figures in detectors.values():
-                        del figures["delays_hours"]
-                results.append({"sweep": sweep, "setting": point, "detectors": detectors})
-                bar.advance(task)
-    return {"parcels": parcels, "days": days, "seed": seed,
+    path = "kafka" if kafka or brokers else "replay"
+    with progress_bar(transient=not show_progress) as bar:
+        task = bar.add_task(f"runs ({path})", total=len(runs))
+        results = []
+        for sweep, point, alerts in _alerts_of_runs(scenario, runs, path, brokers):
+            results.append(_scored(sweep, point, alerts, scenario))
+            bar.advance(task)
+    return {"parcels": parcels, "days": days, "seed": seed, "path": path,
             "truth": {"stalls": len(scenario.truth.stalls),
                       "signed_disputed": sum(a["type"] == "SIGNED_DISPUTED"
                                              for a in scenario.truth.alerts),
@@ -169,12 +191,77 @@ def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
             "runs": results}
 
 
-SWEPT_DETECTOR = {
-    "no_movement_hours": "NO_MOVEMENT",
-    "delay_dwell_hours": "WEATHER_DELAY_CLUSTER",
-    "cluster_radius_km x cluster_min_parcels": "WEATHER_DELAY_CLUSTER",
-    "damage_rate_threshold x damage_min_deliveries": "ROUTE_DAMAGE_RATE",
-}
+def _alerts_of_runs(scenario: Scenario, runs: list[tuple[str, dict]], path: str,
+                    brokers: str | None) -> Iterator[tuple[str, dict, list[dict]]]:
+    """(sweep, setting, alerts) of each run, on the path asked for."""
+    if path == "replay":
+        yield from _replayed(scenario, runs)
+    elif brokers:
+        yield from _on_kafka(scenario, runs, brokers)
+    else:
+        with EmbeddedBroker() as broker:
+            yield from _on_kafka(scenario, runs, broker.bootstrap)
+
+
+def _settings(point: dict, **overrides) -> Settings:
+    """Daily route scores keep the outputs small; nothing comes from the environment, so
+    both paths run the same configuration."""
+    return load_settings(environ={}, thresholds={"score_interval_hours": 24, **point},
+                         **overrides)
+
+
+def _replayed(scenario: Scenario,
+              runs: list[tuple[str, dict]]) -> Iterator[tuple[str, dict, list[dict]]]:
+    """The scenario written once to JSON Lines files, each run a `replay` of them."""
+    with tempfile.TemporaryDirectory() as work:
+        work_dir = Path(work)
+        paths = write_files(scenario, work_dir / "scenario", show_progress=False)
+        inputs = {role: paths[role] for role in INPUT_FIELDS}
+        for n, (sweep, point) in enumerate(runs):
+            out = work_dir / f"run-{n}"
+            replay(_settings(point), inputs, out, Metrics(CollectorRegistry()))
+            with (out / "alerts.jsonl").open(encoding="utf-8") as lines:
+                yield sweep, point, [json.loads(line) for line in lines if line.strip()]
+
+
+def _on_kafka(scenario: Scenario, runs: list[tuple[str, dict]],
+              brokers: str) -> Iterator[tuple[str, dict, list[dict]]]:
+    """The scenario produced once to input topics named for this measurement (a shared
+    cluster may hold others), each run `run --exit-at-end` from the beginning of them."""
+    prefix = f"accuracy-{uuid.uuid4().hex[:8]}"
+    base = _settings({}, brokers=brokers, recovery=False)
+    inputs = _prefixed(base.topics, prefix, INPUT_FIELDS)
+    config = client_config(brokers)
+    ensure_topics(config, list(inputs.inputs().values()), base.topic_partitions,
+                  base.connect_timeout_seconds)
+    produce(scenario, config, inputs.inputs(), show_progress=False)
+    for n, (sweep, point) in enumerate(runs):
+        settings = _settings(point, brokers=brokers, recovery=False)
+        settings = msgspec.structs.replace(
+            settings, topics=_prefixed(inputs, f"{prefix}-run{n}", OUTPUT_FIELDS))
+        if run(settings, Metrics(CollectorRegistry()), from_beginning=True, exit_at_end=True):
+            raise KeyboardInterrupt  # stopped by Ctrl-C: its alerts would be partial
+        records = read_topic(config, settings.topics.alerts)
+        yield sweep, point, [json.loads(value) for _key, value, _partition in records]
+
+
+def _prefixed(topics: Topics, prefix: str, fields: tuple[str, ...]) -> Topics:
+    """`topics` with `fields` renamed `<prefix>-<default name>`: runs on one cluster never
+    read or write each other's topics."""
+    defaults = Topics()
+    return msgspec.structs.replace(
+        topics, **{field: f"{prefix}-{getattr(defaults, field)}" for field in fields})
+
+
+def _scored(sweep: str, point: dict, alerts: list[dict], scenario: Scenario) -> dict:
+    """One run's figures. Delay lists are kept only where a plot draws them (every detector
+    at the defaults, the swept detector in a sweep), to keep the JSON small."""
+    detectors = score(alerts, scenario, point)
+    if sweep != "defaults":
+        for detector, figures in detectors.items():
+            if detector != SWEPT_DETECTOR.get(sweep):
+                del figures["delays_hours"]
+    return {"sweep": sweep, "setting": point, "detectors": detectors}
 
 
 def recommend(results: dict) -> dict[str, dict]:
@@ -198,23 +285,54 @@ def recommend(results: dict) -> dict[str, dict]:
 
 def write_report(results: dict, out_dir: Path, command: str) -> None:
     """accuracy.md with tables and recommendations, and PNG plots next to it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Accuracy against ground truth", "", f"`{command}`", "",
+             f"Scenario: {results['parcels']:,} parcels over {results['days']:g} days, seed "
+             f"{results['seed']}; ground truth: {results['truth']}.", "",
+             PATHS[results.get("path", "replay")], ""]
+    lines += _defaults_section(results["runs"][0]["detectors"], out_dir)
+    picks = recommend(results)
+    for sweep, detector in SWEPT_DETECTOR.items():
+        points = [r for r in results["runs"] if r["sweep"] == sweep]
+        if points:
+            lines += _sweep_section(sweep, detector, points, picks.get(sweep), out_dir)
+    (out_dir / "accuracy.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+PATHS = {
+    "replay": "Each run is `replay` over the scenario written to JSON Lines files.",
+    "kafka": "Each run is `run --from-beginning --exit-at-end` over the scenario produced once "
+             "to Kafka, writing to output topics of its own; its alerts are read back from "
+             "its alerts topic.",
+}
+MARKERS = "os^Dv<>PX*"
+FEW_CASES = 30  # a setting's delays drawn one by one when it found at most this many
+
+
+def _pyplot():
+    """pyplot on the file-only backend: reports are written where no display exists."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    defaults = results["runs"][0]["detectors"]
-    lines = ["# Accuracy against ground truth", "", f"`{command}`", "",
-             f"Scenario: {results['parcels']:,} parcels over {results['days']:g} days, seed "
-             f"{results['seed']}; ground truth: {results['truth']}.", "",
-             "## Default thresholds", "",
+    return plt
+
+
+def _label(setting: dict) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in setting.items())
+
+
+def _defaults_section(defaults: dict, out_dir: Path) -> list[str]:
+    """The table at the default thresholds and the histogram of each detector's delays."""
+    lines = ["## Default thresholds", "",
              "| detector | found | false alarms | missed | precision | recall | F1 | "
              "median delay (h) | p90 delay (h) |", "|---|---|---|---|---|---|---|---|---|"]
     for detector, f in defaults.items():
         lines.append(f"| {detector} | {f['found']} | {f['false_alarms']} | {f['missed']} | "
                      f"{f['precision']} | {f['recall']} | {f['f1']} | "
                      f"{f['delay_hours_median']} | {f['delay_hours_p90']} |")
+    plt = _pyplot()
     figure, axes = plt.subplots(1, len(DETECTORS), figsize=(14, 3))
     for ax, detector in zip(axes, DETECTORS, strict=True):
         ax.hist(defaults[detector]["delays_hours"] or [0], bins=20)
@@ -227,36 +345,75 @@ def write_report(results: dict, out_dir: Path, command: str) -> None:
               "five or more delayed parcels in one city within the window are a cluster by the "
               "contract's definition, so these are not detector errors but what the threshold "
               "lets through.", "", "![detection delay at the defaults](delays.png)", ""]
-    picks = recommend(results)
-    for sweep, detector in SWEPT_DETECTOR.items():
-        points = [r for r in results["runs"] if r["sweep"] == sweep]
-        if not points:
-            continue
-        slug = sweep.split(" ")[0]
-        lines += [f"## Sweep: {sweep} ({detector})", "",
-                  "| setting | precision | recall | F1 | median delay (h) |",
-                  "|---|---|---|---|---|"]
-        figure, ax = plt.subplots(figsize=(5, 4))
-        for r in points:
-            f = r["detectors"][detector]
-            label = ", ".join(f"{k}={v:g}" for k, v in r["setting"].items())
-            lines.append(f"| {label} | {f['precision']} | {f['recall']} | {f['f1']} | "
-                         f"{f['delay_hours_median']} |")
-            if f["precision"] is not None and f["recall"] is not None:
-                ax.scatter(f["recall"], f["precision"])
-                ax.annotate(label, (f["recall"], f["precision"]), fontsize=6)
-        ax.set(xlabel="recall", ylabel="precision", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05),
-               title=sweep)
-        figure.tight_layout()
-        figure.savefig(out_dir / f"sweep-{slug}.png", dpi=100)
-        plt.close(figure)
-        lines += ["", f"![precision against recall](sweep-{slug}.png)", ""]
-        if sweep in picks:
-            pick = picks[sweep]
-            lines.append(f"Pick: best F1 at {pick['best_f1']}; for the most cases found with "
-                         f"precision ≥ 0.8: {pick['best_recall_at_precision_0_8']}.")
-            lines.append("")
-    (out_dir / "accuracy.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def _sweep_section(sweep: str, detector: str, points: list[dict], pick: dict | None,
+                   out_dir: Path) -> list[str]:
+    """A sweep's table, its two plots and the settings to pick."""
+    slug = sweep.split(" ")[0]
+    lines = [f"## Sweep: {sweep} ({detector})", "",
+             "| setting | precision | recall | F1 | median delay (h) | p90 delay (h) |",
+             "|---|---|---|---|---|---|"]
+    for r in points:
+        f = r["detectors"][detector]
+        lines.append(f"| {_label(r['setting'])} | {f['precision']} | {f['recall']} | "
+                     f"{f['f1']} | {f['delay_hours_median']} | {f['delay_hours_p90']} |")
+    _plot_precision_recall(sweep, detector, points, out_dir / f"sweep-{slug}.png")
+    _plot_delays(sweep, detector, points, out_dir / f"delays-{slug}.png")
+    lines += ["", f"![precision against recall](sweep-{slug}.png)", "",
+              f"Detection delay by setting: {detector}'s delay in hours for each case found, "
+              "one row per setting (box: median and quartiles, whiskers to 1.5 × IQR; n: cases "
+              f"found, each drawn as a dot when at most {FEW_CASES}).",
+              "", f"![detection delay by setting](delays-{slug}.png)", ""]
+    if pick is not None:
+        lines += [f"Pick: best F1 at {pick['best_f1']}; for the most cases found with "
+                  f"precision ≥ 0.8: {pick['best_recall_at_precision_0_8']}.", ""]
+    return lines
+
+
+def _plot_precision_recall(sweep: str, detector: str, points: list[dict], path: Path) -> None:
+    """One marker per distinct (recall, precision), with the settings that give it listed in
+    the legend: several settings often land on the same point, where labels would overlap."""
+    shared: dict[tuple[float, float], list[str]] = {}
+    for r in points:
+        f = r["detectors"][detector]
+        if f["precision"] is not None and f["recall"] is not None:
+            shared.setdefault((f["recall"], f["precision"]), []).append(_label(r["setting"]))
+    legend_lines = len(shared) + sum(len(labels) for labels in shared.values())
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(9, max(4.5, 1 + 0.2 * legend_lines)),
+                              layout="constrained")
+    for n, ((recall, precision), labels) in enumerate(shared.items()):
+        ax.scatter(recall, precision, s=60, marker=MARKERS[n % len(MARKERS)], color=f"C{n % 10}",
+                   label="\n".join([f"precision {precision:g}, recall {recall:g}:", *labels]))
+    ax.set(xlabel="recall", ylabel="precision", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05))
+    figure.suptitle(f"Precision against recall: {detector}, {sweep}")
+    if shared:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=9, frameon=False,
+                  labelspacing=0.9)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_delays(sweep: str, detector: str, points: list[dict], path: Path) -> None:
+    """A box of the swept detector's detection delays per setting: how long each setting
+    takes to report the cases it finds, beyond the single median in the table."""
+    delays = [r["detectors"][detector]["delays_hours"] for r in points]
+    labels = [f"{_label(r['setting'])} (n={len(d)})"
+              for r, d in zip(points, delays, strict=True)]
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(10, 1.5 + 0.45 * len(points)), layout="constrained")
+    ax.boxplot(delays, orientation="horizontal", tick_labels=labels)
+    for row, hours in enumerate(delays, 1):  # a box of a few cases says little: show them
+        if len(hours) <= FEW_CASES:
+            ax.scatter(hours, [row] * len(hours), s=12, color="grey", alpha=0.6, zorder=3)
+    ax.invert_yaxis()  # the first setting on top, in the table's order
+    ax.tick_params(axis="y", labelsize=9)
+    ax.set(xlabel="detection delay (h)")
+    figure.suptitle(f"Detection delay by setting: {detector}, {sweep}")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def main() -> None:
@@ -265,13 +422,16 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=30)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="two points per sweep")
+    parser.add_argument("--kafka", action="store_true",
+                        help="run each setting through Kafka (`run`) on the embedded broker")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--report", type=Path, help="write accuracy.md and plots here")
     args = parser.parse_args()
     command = (f"python -m benchmarks.accuracy --parcels {args.parcels} --days {args.days:g} "
-               f"--seed {args.seed}{' --quick' if args.quick else ''}")
+               f"--seed {args.seed}{' --quick' if args.quick else ''}"
+               f"{' --kafka' if args.kafka else ''}")
     results = measure(args.parcels, args.days, args.seed,
-                      QUICK_SWEEPS if args.quick else SWEEPS)
+                      QUICK_SWEEPS if args.quick else SWEEPS, kafka=args.kafka)
     results["recommended"] = recommend(results)
     if args.report:
         write_report(results, args.report, command)

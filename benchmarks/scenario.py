@@ -110,6 +110,7 @@ class Truth:
     bad_routes: list[str] = field(default_factory=list)  # routes injected with high damage
     clusters: list[dict] = field(default_factory=list)   # one per storm: where, when, who
     stalls: list[dict] = field(default_factory=list)     # injected stalls: waybill, since_ts
+    route_deliveries: Counter = field(default_factory=Counter)  # route id -> deliveries
 
 
 class Scenario:
@@ -307,6 +308,7 @@ class Scenario:
         last_kind, last_ts, _, last_extra = steps[-1]
         if last_kind == "SIGNED":
             self.truth.counts["deliveries"] += 1
+            self.truth.route_deliveries[f"{carrier}:{origin}>{destination}"] += 1
             if damaged and not in_transit:
                 items.append(self._dispute(waybill, merchant, order, last_ts, "DAMAGED")[0])
             if rng.random() < self._not_received_rate(carrier, last_extra, far):

@@ -50,6 +50,11 @@ def rate(records: int, seconds: float) -> dict:
     return {"seconds": round(seconds, 2), "events_per_second": round(records / seconds)}
 
 
+def _run_to_end(settings: Settings) -> None:
+    if run(settings, Metrics(CollectorRegistry()), from_beginning=True, exit_at_end=True):
+        raise KeyboardInterrupt  # stopped by Ctrl-C: the time would mean nothing
+
+
 def run_processes(settings: Settings, count: int, outputs: str) -> float:
     """`parcelwatch run --exit-at-end` as `count` processes writing to output topics named
     after `outputs`: seconds from launch to the last exit."""
@@ -92,8 +97,7 @@ def measure(events: int, days: float, seed: int, score_interval_hours: float = 1
             kafka_partitions(kafka_settings)
             produce(Scenario(config), client_config(broker.bootstrap),
                     settings.topics.inputs())
-            run_s = timed(lambda: run(kafka_settings, Metrics(CollectorRegistry()),
-                                      from_beginning=True, exit_at_end=True))
+            run_s = timed(lambda: _run_to_end(kafka_settings))
             by_processes = {str(n): rate(records, run_processes(kafka_settings, n, f"p{n}"))
                             for n in processes}
             topics = [settings.topics.scans, settings.topics.disputes]

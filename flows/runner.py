@@ -85,8 +85,9 @@ class ProcessGroup(NamedTuple):
 
 
 def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end: bool,
-        processes: ProcessGroup | None = None) -> None:
-    """The production job. Recovery state lets a restart continue where it stopped."""
+        processes: ProcessGroup | None = None) -> str | None:
+    """The production job. Recovery state lets a restart continue where it stopped.
+    Returns the signal that stopped it, or None when it ended by itself (--exit-at-end)."""
     stop = _StopOnSignal()
     topology = {} if processes is None else {"process_id": processes.process_id,
                                              "addresses": processes.addresses}
@@ -98,6 +99,7 @@ def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end:
         if not stop.requested:
             raise
         log.info("stopped on %s", stop.requested)
+    return stop.requested
 
 
 def _kafka_job(settings: Settings, metrics: Metrics, from_beginning: bool,

@@ -1,0 +1,55 @@
+"""The accuracy benchmark: its scores, its report, and the same figures over Kafka as over files."""
+
+from __future__ import annotations
+
+from benchmarks import accuracy
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NO_MOVEMENT_SWEEP = {"no_movement_hours": [{"no_movement_hours": 24}, {"no_movement_hours": 72}]}
+
+
+def without_delays(figures: dict) -> dict:
+    return {k: v for k, v in figures.items() if k != "delays_hours"}
+
+
+def test_accuracy_benchmark_scores_every_detector_and_writes_its_report(tmp_path):
+    results = accuracy.measure(parcels=800, days=8, seed=5, sweeps=NO_MOVEMENT_SWEEP,
+                               show_progress=False)
+    assert results["path"] == "replay"
+    defaults, short, default_again = (r["detectors"] for r in results["runs"])
+    # The same thresholds give the same answer.
+    assert {d: without_delays(f) for d, f in defaults.items()} == {
+        d: without_delays(f) for d, f in default_again.items()}
+    assert default_again["NO_MOVEMENT"] == defaults["NO_MOVEMENT"]
+    # A sweep run keeps the delays of the detector it tunes, and only those.
+    assert [d for d, f in short.items() if "delays_hours" in f] == ["NO_MOVEMENT"]
+    assert set(defaults) == set(accuracy.DETECTORS)
+    stalls = defaults["NO_MOVEMENT"]
+    assert stalls["found"] == results["truth"]["stalls"] > 0 and stalls["recall"] == 1.0
+    assert stalls["delay_hours_median"] == 72
+    # A shorter threshold finds the stalls sooner but also flags normal long gaps.
+    assert short["NO_MOVEMENT"]["delay_hours_median"] == 24
+    assert short["NO_MOVEMENT"]["false_alarms"] > stalls["false_alarms"]
+    assert defaults["SIGNED_DISPUTED"]["precision"] in (1.0, None)
+    results["recommended"] = accuracy.recommend(results)
+    assert results["recommended"]["no_movement_hours"]["best_f1"] == {"no_movement_hours": 72}
+    accuracy.write_report(results, tmp_path, "python -m benchmarks.accuracy")
+    text = (tmp_path / "accuracy.md").read_text(encoding="utf-8")
+    assert "Sweep: no_movement_hours" in text and "Pick: best F1" in text
+    assert "| setting | precision | recall | F1 | median delay (h) | p90 delay (h) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| no_movement_hours=24 |"))
+    assert row.endswith(f"| {short['NO_MOVEMENT']['delay_hours_p90']} |")
+    assert "Detection delay by setting" in text and "(delays-no_movement_hours.png)" in text
+    for png in ("delays.png", "sweep-no_movement_hours.png", "delays-no_movement_hours.png"):
+        assert (tmp_path / png).read_bytes()[:8] == PNG
+
+
+def test_accuracy_benchmark_on_kafka_gives_the_replay_figures(broker):
+    scenario = {"parcels": 600, "days": 8, "seed": 5, "sweeps": NO_MOVEMENT_SWEEP,
+                "show_progress": False}
+    replayed = accuracy.measure(**scenario)
+    on_kafka = accuracy.measure(**scenario, brokers=broker.bootstrap)
+    assert (replayed["path"], on_kafka["path"]) == ("replay", "kafka")
+    assert on_kafka["truth"] == replayed["truth"]
+    assert on_kafka["runs"] == replayed["runs"]  # every detector of every run, delays included
+    assert sum(f["found"] for f in on_kafka["runs"][0]["detectors"].values()) > 0
