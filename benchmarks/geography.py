@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from functools import cache
+
 CITIES: dict[str, tuple[float, float]] = {
     "上海": (31.2304, 121.4737),
     "北京": (39.9042, 116.4074),
@@ -28,10 +31,22 @@ CARRIERS: dict[str, float] = {
 }
 
 HUBS_PER_CITY = 3
+# A carrier's hubs and stations, and the buyers, are spread over a metro area about 40 km
+# across, so a cluster radius decides whether one storm is one cluster or one per hub.
+METRO_SPREAD_DEGREES = 0.2
 
 
 def hub_id(carrier: str, city_index: int, hub: int) -> str:
     return f"{carrier}-{city_index:02d}{hub}"
+
+
+@cache
+def hub_position(carrier: str, city_index: int, hub: int) -> tuple[float, float]:
+    """Where a hub lies: fixed for the hub, anywhere in its city's metro area."""
+    rng = random.Random(hub_id(carrier, city_index, hub))
+    lat, lon = list(CITIES.values())[city_index]
+    return (lat + rng.uniform(-METRO_SPREAD_DEGREES, METRO_SPREAD_DEGREES),
+            lon + rng.uniform(-METRO_SPREAD_DEGREES, METRO_SPREAD_DEGREES))
 
 # Share of parcels damaged, by carrier: SF < 0.1%, JD < 0.2%, small couriers > 1%.
 DAMAGE_RATES: dict[str, float] = {

@@ -27,11 +27,13 @@ from benchmarks.geography import (
     HOT_LANE,
     HOT_LANE_SHARE,
     HUBS_PER_CITY,
+    METRO_SPREAD_DEGREES,
     NOT_RECEIVED_RATES,
     PEAK_DAYS,
     STALL_RATES,
     damage_rate,
     hub_id,
+    hub_position,
 )
 
 HOUR = 3_600_000
@@ -277,17 +279,18 @@ class Scenario:
         merchant = f"M{rng.randrange(cfg.merchants):05d}"
         order = f"O{cfg.seed:02d}{i:010d}"
         city_lat, city_lon = CITIES[destination]
-        home = (round(city_lat + rng.uniform(-0.05, 0.05), 5),
-                round(city_lon + rng.uniform(-0.05, 0.05), 5))
+        spread = METRO_SPREAD_DEGREES
+        home = (round(city_lat + rng.uniform(-spread, spread), 5),
+                round(city_lon + rng.uniform(-spread, spread), 5))
         items = []
         for n, (kind, ts, city, extra) in enumerate(steps):
-            lat, lon = CITIES[CITY_NAMES[city]]
+            lat, lon = hub_position(carrier, city, i % HUBS_PER_CITY)
             record = {
                 "event_id": self._event_id(), "waybill": waybill, "carrier": carrier,
                 "scan_type": kind, "ts": ts,
                 "hub_id": hub_id(carrier, city, i % HUBS_PER_CITY), "city": CITY_NAMES[city],
-                "lat": round(lat + rng.uniform(-0.05, 0.05), 5),
-                "lon": round(lon + rng.uniform(-0.05, 0.05), 5),
+                "lat": round(lat + rng.uniform(-0.002, 0.002), 5),  # GPS noise, about 200 m
+                "lon": round(lon + rng.uniform(-0.002, 0.002), 5),
             }
             if n == 0:
                 record.update(origin=origin, destination=destination, merchant_id=merchant,
