@@ -83,8 +83,13 @@ class DelayWatch:
                 self._moves(held.place, scan, hub)):
             self._cancel(row, held)  # it had moved on before it dwelt long enough
         if table.status[row] == FINISHED:
+            # It may have sat too long before the scan that ends the trip: a dwell it reveals.
+            at = self._place_deadline(row)
+            if at < table.last_ts[row]:
+                self._reveal(row, at, held, out)
             self._end(row, table.last_ts[row], out)
             table.place_since[row] = NO_TIME
+            self._arm(row)
             return
         if scan.ts != table.last_ts[row]:
             return  # older than the parcel's latest scan: it moves nothing now
@@ -97,10 +102,7 @@ class DelayWatch:
         # A dwell this scan reveals: held until the watermark passes it. A scan exactly at
         # the deadline is read before the watermark gets there: it ends the dwell in time.
         if at < scan.ts:
-            if held is not None and row in self.revealed:  # a second one: the first is older
-                self._release(row, held, out)
-            self.revealed[row] = Revealed(self._onset(row, at, False), table.place[row])
-            table.delay_onset[row] = at
+            self._reveal(row, at, held, out)
         if self._moves(table.place[row], scan, hub):
             self._end(row, scan.ts, out)
             if scan.scan_type == "DEPART":
@@ -115,9 +117,20 @@ class DelayWatch:
             if table.place_since[row] == NO_TIME:  # stopped on the way: here and now
                 self._set_position(row, scan, hub, has_position)
             self._begin(row, scan.ts, True, out)
+        self._arm(row)
+
+    def _arm(self, row: int) -> None:
+        """Bring the row's shared timer forward to this side's deadline if it is sooner."""
         at = self.deadline(row)
-        if at < table.timer[row]:
-            table.set_timer(row, at)
+        if at < self.parcels.timer[row]:
+            self.parcels.set_timer(row, at)
+
+    def _reveal(self, row: int, at: int, held: Revealed | None, out: list) -> None:
+        """A dwell the scan just read reveals: held until the watermark passes `at`."""
+        if held is not None and row in self.revealed:  # a second one: the first is older
+            self._release(row, held, out)
+        self.revealed[row] = Revealed(self._onset(row, at, False), self.parcels.place[row])
+        self.parcels.delay_onset[row] = at
 
     def deadline(self, row: int) -> int:
         """The row's next delay deadline: a held dwell's onset, or when the parcel will have
@@ -127,9 +140,16 @@ class DelayWatch:
         return dwell if held is None else min(held.onset.onset_ts, dwell)
 
     def _dwell_deadline(self, row: int) -> int:
+        if self.parcels.status[row] == FINISHED:
+            return NO_TIMER
+        return self._place_deadline(row)
+
+    def _place_deadline(self, row: int) -> int:
+        """When the parcel will have sat at its place long enough (NO_TIMER: no place, or
+        already delayed there)."""
         table = self.parcels
         since = table.place_since[row]
-        if since == NO_TIME or table.delay_onset[row] != NO_TIME or table.status[row] == FINISHED:
+        if since == NO_TIME or table.delay_onset[row] != NO_TIME:
             return NO_TIMER
         return since + self.dwell
 

@@ -110,6 +110,17 @@ def test_a_dwell_revealed_by_a_newer_scan_counts_even_if_no_watermark_saw_it():
     assert ends(items) == [("W1", T0 + DWELL, T0 + 30 * H)]
 
 
+def test_a_dwell_revealed_by_the_scan_that_ends_the_trip_counts_too():
+    # Signed 30 h after it went out for delivery, read before the watermark saw the dwell.
+    scans = [scan("a", T0, "OUT_FOR_DELIVERY"),
+             scan("s", T0 + 30 * H, "SIGNED", signer="RECIPIENT", proof="PHOTO")]
+    detector = NoMovementDetector(Thresholds())
+    assert run(scans, T0, detector) == []  # held: a scan from inside it may still come
+    items = run([], T0 + DWELL, detector)
+    assert onsets(items) == [("W1", T0 + DWELL, False)]
+    assert ends(items) == [("W1", T0 + DWELL, T0 + 30 * H)]
+
+
 def test_a_late_scan_from_inside_a_revealed_dwell_cancels_it():
     scans = [scan("a", T0), scan("c", T0 + 30 * H, "DEPART", hub="SH01"),
              scan("b", T0 + 20 * H, "ARRIVE", hub="SH01", position=(31.2, 121.5))]  # late
@@ -151,7 +162,8 @@ KINDS = ["ARRIVE", "DEPART", "EXCEPTION", "DELIVERY_FAILED", "OUT_FOR_DELIVERY"]
 
 @st.composite
 def journeys(draw) -> list[Scan]:
-    """A few parcels, each a sequence of scans with random gaps, types and hubs."""
+    """A few parcels, each a sequence of scans with random gaps, types and hubs, some
+    ending with a terminal scan."""
     scans = []
     for parcel in range(draw(st.integers(1, 4))):
         ts = T0 + draw(st.integers(0, 10)) * H
@@ -162,6 +174,9 @@ def journeys(draw) -> list[Scan]:
             scans.append(scan(f"{parcel}-{n}", ts, kind, waybill=f"W{parcel}", hub=hub,
                               exception_code=code))
             ts += draw(st.integers(1, 40)) * H
+        if draw(st.booleans()):  # the trip ends, maybe after a long wait at its last place
+            scans.append(scan(f"{parcel}-end", ts, draw(st.sampled_from(["SIGNED", "RETURNED"])),
+                              waybill=f"W{parcel}", hub=hub))
     return scans
 
 
