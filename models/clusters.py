@@ -345,6 +345,10 @@ class ClusterBoard:
         if not near:
             return None
         cluster = self.resolved.pop(min(near)[1])
+        # Its old members count again only if still followed and in no other cluster: one
+        # forgotten since would never hear of its end, one taken would be counted twice.
+        cluster.members = {waybill: m for waybill, m in cluster.members.items()
+                           if self.delays.get(waybill) is m and m.cluster is None}
         cluster.last_event_ts = max(fired_ts, cluster.resolved_ts)
         cluster.resolved_ts = None
         return cluster

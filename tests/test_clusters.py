@@ -276,6 +276,23 @@ def test_moved_on_parcels_can_link_a_group_but_not_make_a_cluster():
     assert Step()(ends + links + moved, T0 + 2 * H) == []
 
 
+def test_a_reopened_cluster_counts_only_its_old_parcels_still_followed():
+    step, delays = Step(), storm(6, T0, spread_hours=1)
+    step(delays, T0 + 2 * H)
+    [resolved] = step([DelayEnd(d.waybill, d.onset_ts, T0 + 10 * H) for d in delays[:2]],
+                      T0 + 11 * H)
+    # The four still delayed leave the window, then move on: nobody follows them any more.
+    step([DelayEnd(d.waybill, d.onset_ts, T0 + 13 * H + H // 2) for d in delays[2:]],
+         T0 + 14 * H)
+    later = storm(5, T0 + 14 * H, spread_hours=1, prefix="L", seed=2)
+    again = step(later, T0 + 16 * H)
+    assert [(d.status, alert_id(d)) for d in again] == [("FIRING", alert_id(resolved))]
+    assert again[0].details["delayed_now"] == 5
+    moved = [DelayEnd(d.waybill, d.onset_ts, T0 + 17 * H) for d in later[:1]]
+    [resolved_again] = step(moved, T0 + 18 * H)  # four of the new five left: resolved
+    assert resolved_again.details["delayed_now"] == 4
+
+
 def test_a_board_saved_before_clusters_could_reopen_is_restored_and_works():
     step, delays = Step(), storm(6, T0, spread_hours=1)
     step(delays, T0 + 2 * H)
