@@ -8,8 +8,9 @@ Generates one scenario, replays it with the default thresholds and once per poin
 sweep, and scores each run. With `--kafka` the scenario is produced once to the embedded
 broker and each run is `run --from-beginning --exit-at-end` writing to output topics of its
 own; both paths are scored alike:
-- NO_MOVEMENT against the injected stalls: a stall is found when a FIRING names its parcel;
-  a FIRING for a parcel never stalled is a false alarm. Stalls too close to the end of input
+- NO_MOVEMENT against the injected stalls: a stall is found when a FIRING names its parcel
+  at or after the stall began; a parcel with a FIRING that was never stalled, or before its
+  stall (an ordinary long leg), is a false alarm. Stalls too close to the end of input
   to be judged at that threshold are left out. Delay: the alert's `event_ts` minus the
   parcel's last scan before the stall.
 - SIGNED_DISPUTED against the ground-truth alerts (waybill and `event_ts`); delay: alert
@@ -17,8 +18,9 @@ own; both paths are scored alike:
 - ROUTE_DAMAGE_RATE against each route's true damage rate: a flagged route is right when
   its true rate is above `damage_rate_threshold` (the injected bad route, but also a small
   courier's busy lane at 1.2%), a false alarm otherwise; a route is missed when its true
-  rate is above the threshold and it had at least `damage_min_deliveries` deliveries, but
-  was never flagged. Delay: first FIRING minus the start.
+  rate is above the threshold and it had at least the default `damage_min_deliveries` (50)
+  deliveries, whatever the setting, but was never flagged. Delay: first FIRING minus the
+  start. Settings are compared only within one threshold, which decides what counts.
 - WEATHER_DELAY_CLUSTER against the injected storms: a cluster matches a storm in its city
   whose first FIRING falls between the storm's start and two days after its end; precision
   counts clusters, recall storms; delay: first FIRING minus the storm's start.
@@ -86,6 +88,9 @@ SWEEP_NOTES = {
     "deliveries within one threshold; across thresholds, choose the rate worth hearing about "
     "and read its delay.",
 }
+# A setting that decides what counts as a case: settings are compared only with the
+# settings that share its value.
+COMPARED_WITHIN = {"damage_rate_threshold x damage_min_deliveries": "damage_rate_threshold"}
 INPUT_FIELDS = ("scans", "disputes", "weather")
 OUTPUT_FIELDS = ("alerts", "merchant_notifications", "route_scores", "dead_letter")
 
@@ -127,13 +132,19 @@ def _stalls(alerts: list[dict], truth, thresholds: dict) -> dict:
     limit = round(thresholds.get("no_movement_hours", 72) * HOUR_MS)
     end = truth.counts["final_watermark"]
     judged = {s["waybill"]: s["since_ts"] for s in truth.stalls if s["since_ts"] + limit <= end}
-    stalled = {s["waybill"] for s in truth.stalls}
+    stalled = {s["waybill"]: s["since_ts"] for s in truth.stalls}
+    # A stall's alert is the parcel's first FIRING from its stall on; a FIRING for a parcel
+    # never stalled, or before its stall (an ordinary long leg), is a false alarm.
     first: dict[str, int] = {}
+    early: set[str] = set()
     for alert in alerts:
-        first.setdefault(alert["waybill"], alert["event_ts"])
+        waybill, ts = alert["waybill"], alert["event_ts"]
+        if waybill in stalled and ts >= stalled[waybill]:
+            first[waybill] = min(ts, first.get(waybill, ts))
+        else:
+            early.add(waybill)
     found = [w for w in judged if w in first]
-    false_alarms = sum(1 for w in first if w not in stalled)
-    return _figures(len(found), false_alarms, len(judged) - len(found),
+    return _figures(len(found), len(early), len(judged) - len(found),
                     [first[w] - judged[w] for w in found])
 
 
@@ -148,13 +159,14 @@ def _disputes(alerts: list[dict], truth) -> dict:
 
 def _routes(alerts: list[dict], truth, scenario: Scenario, thresholds: dict) -> dict:
     threshold = thresholds.get("damage_rate_threshold", DEFAULTS.damage_rate_threshold)
-    enough = thresholds.get("damage_min_deliveries", DEFAULTS.damage_min_deliveries)
     first: dict[str, int] = {}
     for alert in alerts:
         first.setdefault(alert["details"]["route_id"], alert["event_ts"])
     above = {route for route in truth.route_deliveries if _true_damage_rate(route) > threshold}
     found = above & first.keys()
-    missed = {route for route in above - found if truth.route_deliveries[route] >= enough}
+    # One floor for every setting, so recall compares settings on the same routes.
+    missed = {route for route in above - found
+              if truth.route_deliveries[route] >= DEFAULTS.damage_min_deliveries}
     return _figures(len(found), len(first.keys() - above), len(missed),
                     [first[route] - scenario.config.start_ts for route in found])
 
@@ -282,21 +294,37 @@ def _scored(sweep: str, point: dict, alerts: list[dict], scenario: Scenario) -> 
 def recommend(results: dict) -> dict[str, dict]:
     """Per sweep: the setting with the best F1, and the one with the best recall among those
     with precision at least 0.8 (for teams that would rather hear of every case); between
-    equals, the one that alerts sooner."""
-    picks = {}
+    equals, the one that alerts sooner. Where a setting decides what counts as a case
+    (COMPARED_WITHIN), the picks are made among the settings that share its value."""
+    picks: dict[str, dict] = {}
     for sweep, detector in SWEPT_DETECTOR.items():
         points = [r for r in results["runs"] if r["sweep"] == sweep]
-        scored = [(r["setting"], r["detectors"][detector]) for r in points]
-        scored = [(s, f) for s, f in scored if f["f1"] is not None]
-        if not scored:
+        within = COMPARED_WITHIN.get(sweep)
+        if within is None:
+            pick = _pick(points, detector)
+            if pick is not None:
+                picks[sweep] = {"detector": detector, **pick}
             continue
-        best = max(scored, key=lambda sf: (sf[1]["f1"], sf[1]["recall"] or 0, _sooner(sf[1])))
-        careful = [sf for sf in scored if (sf[1]["precision"] or 0) >= 0.8]
-        recall_first = max(careful, key=lambda sf: (sf[1]["recall"] or 0, _sooner(sf[1]))
-                           ) if careful else None
-        picks[sweep] = {"detector": detector, "best_f1": best[0],
-                        "best_recall_at_precision_0_8": recall_first and recall_first[0]}
+        groups: dict[str, list[dict]] = {}
+        for r in points:
+            groups.setdefault(f"{within}={r['setting'][within]:g}", []).append(r)
+        chosen = {group: _pick(members, detector) for group, members in groups.items()}
+        picks[sweep] = {"detector": detector,
+                        "within": {g: pick for g, pick in chosen.items() if pick is not None}}
     return picks
+
+
+def _pick(points: list[dict], detector: str) -> dict | None:
+    scored = [(r["setting"], r["detectors"][detector]) for r in points]
+    scored = [(s, f) for s, f in scored if f["f1"] is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda sf: (sf[1]["f1"], sf[1]["recall"] or 0, _sooner(sf[1])))
+    careful = [sf for sf in scored if (sf[1]["precision"] or 0) >= 0.8]
+    recall_first = max(careful, key=lambda sf: (sf[1]["recall"] or 0, _sooner(sf[1]))
+                       ) if careful else None
+    return {"best_f1": best[0],
+            "best_recall_at_precision_0_8": recall_first and recall_first[0]}
 
 
 def _sooner(figures: dict) -> float:
@@ -391,9 +419,11 @@ def _sweep_section(sweep: str, detector: str, points: list[dict], pick: dict | N
               f"found, each drawn as a dot when at most {FEW_CASES}).",
               "", f"![detection delay by setting](delays-{slug}.png)", ""]
     if pick is not None:
-        lines += [f"Pick: best F1 at {pick['best_f1']}; for the most cases found with "
-                  f"precision ≥ 0.8: {pick['best_recall_at_precision_0_8']} (between equals, "
-                  "the one that alerts sooner).", ""]
+        for group, choice in pick.get("within", {"": pick}).items():
+            lines += [f"Pick{f' within {group}' if group else ''}: best F1 at "
+                      f"{choice['best_f1']}; for the most cases found with precision ≥ 0.8: "
+                      f"{choice['best_recall_at_precision_0_8']} (between equals, the one "
+                      "that alerts sooner).", ""]
     return lines
 
 

@@ -84,7 +84,7 @@ class ScenarioConfig:
     parcels: int = 20_000
     days: float = 30
     seed: int = 7
-    start_ts: int = 1_793_462_400_000          # 2026-11-01 00:00 +08:00
+    start_ts: int = 1_793_462_400_000          # 2026-11-01 00:00 +08:00, a local midnight
     no_movement_hours: float = 72              # the threshold the ground truth is cut at
     allowed_lateness_minutes: float = 10
     stall_scale: float = 1.0                   # times each carrier's STALL_RATES
@@ -163,9 +163,9 @@ class Scenario:
         return [PEAK_DAYS.get((date.month, date.day), 1.0) for date in dates]
 
     def _pickup_offsets(self) -> Iterator[int]:
-        """Pickup times in order: spread over the days by their weight, with a daily rhythm:
-        most pickups 08:00-20:00 local. Drawn a day at a time and sorted, so records are
-        released in arrival order."""
+        """Pickup times in order: spread over the days by their weight, with a daily rhythm
+        (`start_ts` is a local midnight): pickups 08:00-22:00 local, a few around 02:00.
+        Drawn a day at a time and sorted, so records are released in arrival order."""
         parcels = self.config.parcels
         weights = list(itertools.accumulate(self._day_weights()))
         first = 0
@@ -173,7 +173,7 @@ class Scenario:
             last = min(parcels, math.ceil(weight * parcels / weights[-1]))
             hours = (8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 2)
             yield from sorted(day * DAY + self.rng.choice(hours) * HOUR
-                              + self.rng.randrange(HOUR) - 8 * HOUR
+                              + self.rng.randrange(HOUR)
                               for _ in range(last - first))
             first = last
 

@@ -15,6 +15,7 @@ the ceiling (raw confluent-kafka consume) and the peer (a naive Bytewax flow: pe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import subprocess
@@ -55,7 +56,7 @@ def _run_to_end(settings: Settings) -> None:
         raise KeyboardInterrupt  # stopped by Ctrl-C: the time would mean nothing
 
 
-def run_processes(settings: Settings, count: int, outputs: str) -> float:
+def run_processes(settings: Settings, count: int, outputs: str, timeout: float = 3600) -> float:
     """`parcelwatch run --exit-at-end` as `count` processes writing to output topics named
     after `outputs`: seconds from launch to the last exit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
@@ -66,15 +67,21 @@ def run_processes(settings: Settings, count: int, outputs: str) -> float:
         env[f"PARCELWATCH_TOPICS__{name.upper()}"] = f"{outputs}-{name}"
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(count))
     command = [CLI, "run", "--brokers", settings.brokers, "--from-beginning", "--exit-at-end"]
-    started = time.perf_counter()
-    jobs = [subprocess.Popen([*command, "--process-id", str(n), "--addresses", addresses]
-                             if count > 1 else command, env=env, stderr=subprocess.PIPE,
-                             text=True) for n in range(count)]
-    for job in jobs:
-        _, stderr = job.communicate()
-        if job.returncode:
-            raise RuntimeError(f"parcelwatch run exited {job.returncode}: {stderr[-2000:]}")
-    return time.perf_counter() - started
+    with contextlib.ExitStack() as stack:
+        # Logs go to files: a pipe nobody reads while waiting on a peer would block.
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(count)]
+        started = time.perf_counter()
+        jobs = [subprocess.Popen([*command, "--process-id", str(n), "--addresses", addresses]
+                                 if count > 1 else command, env=env, stderr=log)
+                for n, log in enumerate(logs)]
+        for job in jobs:  # a peer left waiting for one that failed must not outlive the run
+            stack.callback(job.kill)
+        for job, log in zip(jobs, logs, strict=True):
+            if job.wait(timeout=timeout):
+                log.seek(0)
+                raise RuntimeError(f"parcelwatch run exited {job.returncode}: "
+                                   f"{log.read()[-2000:].decode(errors='replace')}")
+        return time.perf_counter() - started
 
 
 def measure(events: int, days: float, seed: int, score_interval_hours: float = 1,

@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
 from benchmarks import clustering, generation, throughput
-from benchmarks.scenario import Scenario, ScenarioConfig
+from benchmarks.scenario import CHINA, Scenario, ScenarioConfig
 
 
 def test_memory_benchmark_reports_bytes_per_tracked_parcel(tmp_path):
@@ -63,16 +63,21 @@ def test_generation_benchmark_streams_holding_only_parcels_in_transit():
     assert result["records_per_second"] > 0 and result["peak_resident_mib"] > 0
 
 
-def test_double_eleven_is_the_busiest_pickup_day():
+def test_pickups_follow_the_daily_rhythm_and_peak_after_double_eleven():
     config = ScenarioConfig(parcels=20_000, days=30, seed=5)
-    pickups: Counter[int] = Counter()
+    days: Counter[tuple[int, int]] = Counter()
+    hours: Counter[int] = Counter()
     for topic, _, value in Scenario(config).records():
         scan = msgspec.json.decode(value) if topic == "scans" and b"PICKUP" in value else {}
-        if isinstance(scan.get("ts"), int):  # junk copies aside
-            pickups[scan["ts"] // 86_400_000] += 1
-    busiest = datetime.fromtimestamp(max(pickups, key=pickups.get) * 86_400, UTC)
-    assert (busiest.month, busiest.day) in ((11, 11), (11, 12))
-    assert max(pickups.values()) > 2.5 * sorted(pickups.values())[len(pickups) // 2]
+        if scan.get("scan_type") == "PICKUP" and isinstance(scan.get("ts"), int):  # not junk
+            local = datetime.fromtimestamp(scan["ts"] / 1000, CHINA)
+            days[local.month, local.day] += 1
+            hours[local.hour] += 1
+    assert set(hours) == {2, *range(8, 22)}  # working hours, and a few night pickups
+    assert min(days) == (11, 1)  # none before the scenario starts
+    ordinary = sorted(days.values())[len(days) // 2]
+    assert max(days, key=days.get) == (11, 12)  # the day after the sale: 3.5 times
+    assert 3 < days[11, 12] / ordinary < 4 and 2.6 < days[11, 11] / ordinary < 3.4
 
 
 def test_the_generator_is_out_of_order_by_at_most_its_disorder():
