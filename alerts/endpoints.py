@@ -27,20 +27,17 @@ import msgspec
 
 from alerts.webhooks import SecretError, secret_key
 from flows.config import ConfigError
-
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+from models.settings import NonNegative, Positive, PositiveInt
 
 
 class Policy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    timeout_seconds: PositiveFloat = 5
+    timeout_seconds: Positive = 5
     max_attempts: PositiveInt = 6
-    backoff_base_seconds: PositiveFloat = 1
-    backoff_max_seconds: PositiveFloat = 300
+    backoff_base_seconds: Positive = 1
+    backoff_max_seconds: Positive = 300
     concurrency: PositiveInt = 4
-    rate_per_second: PositiveFloat = 10
-    digest_window_seconds: NonNegativeFloat = 0
+    rate_per_second: Positive = 10
+    digest_window_seconds: NonNegative = 0
 
 
 class MerchantEntry(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -340,8 +340,9 @@ class ClusterBoard:
         """The nearest cluster resolved within the window and centred within the radius:
         a jam whose parcels trickle in and out around `cluster_min_parcels` fires again
         under its own id instead of as a new cluster each time."""
-        near = [(haversine_km(lat, lon, *c.centre), c.cluster_id) for c in
-                self.resolved.values() if haversine_km(lat, lon, *c.centre) <= self.radius_km]
+        distances = [(haversine_km(lat, lon, *c.centre), c.cluster_id)
+                     for c in self.resolved.values()]
+        near = [d for d in distances if d[0] <= self.radius_km]
         if not near:
             return None
         cluster = self.resolved.pop(min(near)[1])

@@ -230,26 +230,20 @@ def test_410_disables_the_endpoint_and_dead_letters_its_notifications(broker, tm
                for d in dead)
 
 
-def test_other_client_errors_go_to_the_dead_letter_topic_at_once(broker, tmp_path):
+@pytest.mark.parametrize(("status", "policy", "attempts", "reason"), [
+    (400, {}, 1, "HTTP 400 (not retried)"),  # other client errors: dead-lettered at once
+    (503, {"max_attempts": 3}, 3, "gave up after 3 attempts: HTTP 503"),  # retries run out
+], ids=["client-error", "retries-exhausted"])
+def test_failures_end_in_the_dead_letter_topic_with_the_reason(broker, tmp_path, status,
+                                                               policy, attempts, reason):
     port = free_port()
-    setup = PushSetup(broker, tmp_path, "push-400", port)
+    setup = PushSetup(broker, tmp_path, f"push-{status}", port, **policy)
     setup.produce([notification(1)])
-    with Receiver(port, lambda r, attempt: (400, {})) as receiver:
+    with Receiver(port, lambda r, attempt: (status, {})) as receiver:
         setup.push()
-    assert len(receiver.requests) == 1
+    assert len(receiver.requests) == attempts
     [dead] = setup.dead_letters()
-    assert dead["reason"] == "HTTP 400 (not retried)" and dead["attempts"] == 1
-
-
-def test_retries_end_in_the_dead_letter_topic_with_the_reason(broker, tmp_path):
-    port = free_port()
-    setup = PushSetup(broker, tmp_path, "push-giveup", port, max_attempts=3)
-    setup.produce([notification(1)])
-    with Receiver(port, lambda r, attempt: (503, {})) as receiver:
-        setup.push()
-    assert len(receiver.requests) == 3
-    [dead] = setup.dead_letters()
-    assert dead["reason"] == "gave up after 3 attempts: HTTP 503" and dead["attempts"] == 3
+    assert dead["reason"] == reason and dead["attempts"] == attempts
 
 
 def test_a_response_slower_than_the_timeout_is_retried(broker, tmp_path):
