@@ -26,8 +26,7 @@ import httpx
 import msgspec
 
 from alerts.webhooks import SecretError, secret_key
-from flows.config import ConfigError
-from models.settings import NonNegative, Positive, PositiveInt
+from models.settings import ConfigError, NonNegative, Positive, PositiveInt
 
 
 class Policy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from alerts.records import Alert, stable_id
+from alerts.records import Alert
+from models.ids import notification_id
 
 
 class SuggestedAction(msgspec.Struct):
@@ -86,8 +87,8 @@ class Notifier:
         for merchant, waybill, order_id in recipients:
             fields.update(waybill=waybill or "-", order_id=order_id or "-")
             notes.append(MerchantNotification(
-                notification_id=stable_id(alert.alert_id, merchant,
-                                          *((waybill,) if parcels else ())),
+                notification_id=notification_id(alert.alert_id, merchant,
+                                                waybill if parcels else None),
                 merchant_id=merchant,
                 alert_id=alert.alert_id,
                 type=alert.type,

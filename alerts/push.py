@@ -30,8 +30,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
 from alerts.endpoints import Endpoint
-from alerts.records import stable_id
 from alerts.webhooks import headers
+from models.events import undecodable_reason
+from models.ids import digest_id
 
 log = logging.getLogger("parcelwatch.push")
 MAX_IN_FLIGHT = 2000
@@ -252,9 +253,9 @@ class Pusher:
         value = message.value() or b""
         try:
             envelope = read_envelope(value)
-        except msgspec.DecodeError as exc:  # incl. ValidationError
+        except Exception as exc:  # any failure to decode is the record's: dead-letter it
             self._dead_letter(Record(partition, offset, generation, value, None, None, None),
-                              f"not a merchant notification: {exc}", 0)
+                              f"not a merchant notification: {undecodable_reason(exc)}", 0)
             return
         record = Record(partition, offset, generation, value, envelope.notification_id,
                         envelope.merchant_id, envelope.digest_key)
@@ -327,7 +328,7 @@ class Pusher:
         if len(records) == 1:
             message_id, body = records[0].notification_id, records[0].value
         else:
-            message_id = "digest-" + stable_id(*sorted(r.notification_id for r in records))
+            message_id = digest_id([r.notification_id for r in records])
             body = b'{"digest_key":' + msgspec.json.encode(records[0].digest_key) + \
                 b',"notifications":[' + b",".join(r.value for r in records) + b"]}"
         if state.disabled is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import msgspec
@@ -24,19 +23,9 @@ class Alert(msgspec.Struct, kw_only=True):
     details: dict[str, Any]
 
 
-def stable_id(*parts: object) -> str:
-    """24 hex characters from the parts: the same input gives the same id on every run."""
-    text = "|".join("" if p is None else str(p) for p in parts)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-def alert_id(detection: Detection) -> str:
-    return stable_id(detection.type, detection.subject, detection.onset_ts)
-
-
 def to_alert(detection: Detection, emitted_at: int) -> Alert:
     return Alert(
-        alert_id=alert_id(detection),
+        alert_id=detection.alert_id,
         type=detection.type,
         status=detection.status,
         severity=detection.severity,

@@ -25,7 +25,7 @@ from benchmarks.geography import CITIES
 from benchmarks.machine import report
 from benchmarks.writers import progress_bar
 from models.clusters import ClusterBoard
-from models.delays import DelayOnset
+from models.messages import DelayOnset
 from models.settings import HOUR_MS, Thresholds
 
 START_TS = 1_793_462_400_000

@@ -14,7 +14,7 @@ import time
 import msgspec
 
 from connectors.records import OutputRecord, RawBatch
-from models.events import Dispute, Scan, WeatherWarning
+from models.events import Dispute, Scan, WeatherWarning, undecodable_reason
 from models.privacy import mask_personal_data, mask_phones
 from models.shard import ShardInput, shard_of
 
@@ -64,12 +64,15 @@ class BatchRouter:
         events: list = []
         dead: list[tuple[str, object]] = []
         for offset, key, value in batch.records:
+            if value is None:
+                dead.append(("dead-letter", self.dead_letter(batch, offset, key, value,
+                                                             "the record has no value")))
+                continue
             try:
-                if value is None:
-                    raise msgspec.DecodeError("the record has no value")
                 events.append(decode(value))
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # incl. ValidationError
-                dead.append(("dead-letter", self.dead_letter(batch, offset, key, value, exc)))
+            except Exception as exc:  # any failure to decode is the record's: dead-letter it
+                dead.append(("dead-letter", self.dead_letter(batch, offset, key, value,
+                                                             undecodable_reason(exc))))
         if self.counts is not None:
             self.counts(batch.topic, "rejected", len(dead))
             if batch.topic not in CLOCK_TOPICS:
@@ -113,7 +116,7 @@ class BatchRouter:
                 for shard in targets]
 
     def dead_letter(self, batch: RawBatch, offset: int, key: bytes | None,
-                    value: bytes | None, exc: Exception) -> OutputRecord:
+                    value: bytes | None, reason: str) -> OutputRecord:
         # Mask before cutting, so a number across the cut cannot leave its digits behind.
         # Disputes carry buyers' notes: drop addresses too, not only phone numbers.
         mask = mask_personal_data if batch.topic == "disputes" else mask_phones
@@ -126,7 +129,7 @@ class BatchRouter:
             offset=offset,
             key=None if key is None else mask_phones(key.decode("utf-8", errors="replace")),
             value=text,
-            error=mask_phones(str(exc)),
+            error=mask_phones(reason),
             ts=int(time.time() * 1000),
         )
         return OutputRecord("dead-letter", record.key, msgspec.json.encode(record))

@@ -16,13 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from models.settings import Thresholds
+from models.settings import ConfigError, Thresholds
 
 ENV_PREFIX = "PARCELWATCH_"
-
-
-class ConfigError(ValueError):
-    """A configuration a person must fix; the message is one line."""
 
 
 class Topics(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -12,25 +12,24 @@ Weather warnings do not move event time: they are kept as they arrive and only n
 from __future__ import annotations
 
 import heapq
-from typing import NamedTuple
 
 from models.clusters import ClusterBoard
-from models.delays import DelayEnd, DelayOnset
 from models.detection import Detection
 from models.dispute_rates import DisputeRates
 from models.events import WeatherWarning
+from models.messages import (
+    DelayEnd,
+    DelayOnset,
+    DisputeCandidate,
+    RouteEvent,
+    ShardTick,
+    Signed,
+)
 from models.risk import risk_score
-from models.routes import RouteBoard, RouteEvent, RouteScore
+from models.routes import RouteBoard, RouteScore
 from models.settings import DAY_MS, Thresholds
-from models.signing import DisputeCandidate, Signed
 
 SIGNED_DISPUTED = "SIGNED_DISPUTED"
-
-
-class ShardTick(NamedTuple):
-    shard: int
-    watermark: int | None
-    caught_up: bool          # every input partition was caught up for that shard
 
 
 class Aggregate:
@@ -75,15 +74,11 @@ class Aggregate:
 
     @staticmethod
     def _due(item) -> int:
-        if type(item) is Signed:
-            return item.signed_ts
-        if type(item) is RouteEvent:
-            return item.at_ts
-        if type(item) is DelayOnset:
-            return item.onset_ts
-        if type(item) is DelayEnd:
-            return item.end_ts
-        return item.dispute_ts
+        """The event time at which a message counts; an unknown message is an error."""
+        handling = MESSAGES.get(type(item))
+        if handling is None:
+            raise TypeError(f"the global step got an unknown message: {type(item).__name__}")
+        return getattr(item, handling[0])
 
     def _advance(self, watermark: int, out: list) -> None:
         if self.watermark is not None and watermark <= self.watermark:
@@ -120,23 +115,16 @@ class Aggregate:
             self._apply(heapq.heappop(heap)[2], out)
 
     def _apply(self, item, out: list) -> None:
-        if type(item) is Signed:
-            self.routes.apply(RouteEvent("delivery", item.carrier, item.origin,
-                                         item.destination, item.merchant_id, item.signed_ts,
-                                         item.signed_ts))
-            if item.damaged:
-                self.routes.apply(RouteEvent("damage", item.carrier, item.origin,
-                                             item.destination, item.merchant_id,
-                                             item.signed_ts, item.signed_ts))
-            self.rates.delivered(self._keys(item.hub_id, item.carrier), item.signed_ts)
-        elif type(item) is RouteEvent:
-            self.routes.apply(item)
-        elif type(item) is DelayOnset:
-            self.clusters.on_onset(item)
-        elif type(item) is DelayEnd:
-            self.clusters.on_end(item)
-        else:
-            out.append(self._claim(item))
+        MESSAGES[type(item)][1](self, item, out)
+
+    def _on_signed(self, item: Signed, out: list) -> None:
+        self.routes.apply(RouteEvent("delivery", item.carrier, item.origin, item.destination,
+                                     item.merchant_id, item.signed_ts, item.signed_ts))
+        if item.damaged:
+            self.routes.apply(RouteEvent("damage", item.carrier, item.origin,
+                                         item.destination, item.merchant_id,
+                                         item.signed_ts, item.signed_ts))
+        self.rates.delivered(self._keys(item.hub_id, item.carrier), item.signed_ts)
 
     @staticmethod
     def _keys(hub: str | None, carrier: str | None) -> list[str]:
@@ -185,3 +173,14 @@ class Aggregate:
                 "buyer_note": claim.note,
             },
         )
+
+
+# Every message the shards send (models.messages) that waits for its event time: the field
+# holding that time, and how the global step applies it then.
+MESSAGES = {
+    Signed: ("signed_ts", Aggregate._on_signed),
+    RouteEvent: ("at_ts", lambda self, item, out: self.routes.apply(item)),
+    DelayOnset: ("onset_ts", lambda self, item, out: self.clusters.on_onset(item)),
+    DelayEnd: ("end_ts", lambda self, item, out: self.clusters.on_end(item)),
+    DisputeCandidate: ("dispute_ts", lambda self, item, out: out.append(self._claim(item))),
+}

@@ -26,15 +26,15 @@ having `WEATHER` exception scans makes it `WEATHER`; else `UNKNOWN` (a hub jam, 
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections import Counter, deque
 
 import numpy as np
 
-from models.delays import DelayEnd, DelayOnset
 from models.detection import Detection
 from models.events import WeatherWarning
 from models.geo import EARTH_RADIUS_KM, haversine_km, haversine_km_many
+from models.ids import cluster_id
+from models.messages import DelayEnd, DelayOnset
 from models.settings import DAY_MS, Thresholds
 
 WEATHER_DELAY_CLUSTER = "WEATHER_DELAY_CLUSTER"
@@ -121,8 +121,7 @@ class Cluster:
 
 
 def cluster_id_for(founder: Member, fired_ts: int) -> str:
-    text = f"{founder.onset.onset_ts}|{founder.onset.waybill}|{fired_ts}"
-    return "dc-" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return cluster_id(founder.onset.onset_ts, founder.onset.waybill, fired_ts)
 
 
 class ClusterBoard:
@@ -203,8 +202,8 @@ class ClusterBoard:
             member = recent.popleft()
             if member.cluster is None and delays.get(member.onset.waybill) is member:
                 del delays[member.onset.waybill]
-        for cluster_id in [k for k, c in self.resolved.items() if c.resolved_ts <= horizon]:
-            del self.resolved[cluster_id]
+        for gone_id in [k for k, c in self.resolved.items() if c.resolved_ts <= horizon]:
+            del self.resolved[gone_id]
         for event_id in [k for k, w in self.warnings.items()
                          if w.end_ts <= now - self.warning_horizon]:
             del self.warnings[event_id]

@@ -20,37 +20,13 @@ Each onset and end goes to the global step, which clusters them (`models.cluster
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 from models.events import Scan
+from models.messages import DelayEnd, DelayOnset
 from models.parcels import FINISHED, NO_TIME, NO_TIMER, ParcelTable
 from models.settings import Thresholds
 
 ARRIVING_TYPES = frozenset({"PICKUP", "ARRIVE", "OUT_FOR_DELIVERY"})
-
-
-class DelayOnset(NamedTuple):
-    """A parcel became delayed at `onset_ts`; it had sat still since `since_ts`."""
-
-    waybill: str
-    onset_ts: int
-    since_ts: int
-    weather: bool              # began with an EXCEPTION/WEATHER scan
-    lat: float | None          # where it sits (None: unknown, it cannot be clustered)
-    lon: float | None
-    hub_id: str | None
-    city: str | None
-    carrier: str | None
-    merchant_id: str | None
-    order_id: str | None
-
-
-class DelayEnd(NamedTuple):
-    """The delay that began at `onset_ts` ended at `end_ts` (moved on, finished, or forgotten)."""
-
-    waybill: str
-    onset_ts: int
-    end_ts: int
 
 
 class Revealed:

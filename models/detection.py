@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from models.ids import alert_id
+
 Status = Literal["FIRING", "RESOLVED"]
 Severity = Literal["INFO", "WARNING", "CRITICAL"]
 
@@ -32,3 +34,7 @@ class Detection(msgspec.Struct, kw_only=True, frozen=True):
     notify: list[str] = msgspec.field(default_factory=list)
     # Parcels whose merchants to notify, one notification each: (merchant, waybill, order).
     parcels: list[tuple[str, str, str | None]] = msgspec.field(default_factory=list)
+
+    @property
+    def alert_id(self) -> str:
+        return alert_id(self.type, self.subject, self.onset_ts)

@@ -81,6 +81,15 @@ class WeatherWarning(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     severity: Annotated[int, msgspec.Meta(ge=1, le=4)]
 
 
+def undecodable_reason(exc: Exception) -> str:
+    """The dead-letter reason for a record that failed to decode. Decoding is one msgspec call
+    on the record's bytes, so whatever it raises (invalid JSON or schema, invalid UTF-8,
+    nesting deeper than the decoder's recursion limit) is about the record, never the job."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to decode (more levels than the decoder's recursion limit)"
+    return str(exc) or type(exc).__name__
+
+
 # gc=False: records hold only scalars and strings, so the collector never needs to walk them.
 
 Event = Scan | Dispute | WeatherWarning

@@ -13,7 +13,6 @@ rows of int32, a day is a column, and moving to a new day clears one column for 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -21,6 +20,7 @@ from scipy.optimize import minimize
 from scipy.special import betaincinv, betaln, expit, logit
 
 from models.detection import Detection
+from models.messages import RouteEvent
 from models.settings import DAY_MS, Thresholds
 
 ROUTE_DAMAGE_RATE = "ROUTE_DAMAGE_RATE"
@@ -33,18 +33,6 @@ MIN_ALPHA = 0.5
 DIGITS = 6
 
 RouteKey = tuple[str, str | None, str | None]
-
-
-class RouteEvent(NamedTuple):
-    """A delivery (SIGNED scan) or a damage signal of a delivered parcel, by its route."""
-
-    kind: str                 # "delivery" or "damage"
-    carrier: str
-    origin: str | None
-    destination: str | None
-    merchant_id: str | None
-    signed_ts: int            # the delivery's SIGNED time: it picks the daily bucket
-    at_ts: int                # event time at which it became known
 
 
 def route_id(carrier: str, origin: str | None, destination: str | None) -> str:

@@ -15,6 +15,11 @@ MINUTE_MS = 60_000
 DAY_MS = 24 * HOUR_MS
 
 
+class ConfigError(ValueError):
+    """A configuration a person must fix; the message is one line. Here, not in `flows/`, so
+    that `alerts/` (the push job's endpoints file) can raise it without the dataflow."""
+
+
 class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     no_movement_hours: Positive = 72
     allowed_lateness_minutes: NonNegative = 10

@@ -12,8 +12,8 @@ import zlib
 from collections import Counter
 from typing import NamedTuple
 
-from models.aggregate import ShardTick
 from models.events import Dispute, Scan
+from models.messages import ShardTick
 from models.no_movement import NoMovementDetector
 from models.settings import Thresholds
 from models.signing import DisputeMatcher

@@ -16,50 +16,19 @@ from __future__ import annotations
 import heapq
 import math
 from datetime import UTC, datetime
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from models.events import TERMINAL_SCAN_TYPES, Dispute, Proof, Scan, Signer
 from models.geo import haversine_km
+from models.messages import DisputeCandidate, RouteEvent, Signed
 from models.parcels import DAMAGED, FINISHED, NAN, SCAN_TYPE_CODE, SIGNED, ParcelTable
 from models.privacy import mask_personal_data
-from models.routes import RouteEvent
 from models.settings import DAY_MS, Thresholds
 
 SIGNERS: tuple[str, ...] = Signer.__args__
 PROOFS: tuple[str, ...] = Proof.__args__
-
-
-class Signed(NamedTuple):
-    """A delivery, for route damage rates and hub / carrier dispute rates."""
-
-    carrier: str
-    origin: str | None
-    destination: str | None
-    merchant_id: str | None
-    hub_id: str | None
-    signed_ts: int
-    damaged: bool
-
-
-class DisputeCandidate(NamedTuple):
-    """A NOT_RECEIVED claim that matched a signed parcel, with its local evidence."""
-
-    dispute_id: str
-    dispute_ts: int
-    waybill: str
-    carrier: str | None
-    merchant_id: str | None
-    order_id: str | None
-    hub_id: str | None
-    signed_ts: int
-    signer: str | None
-    proof: str | None
-    distance_km: float | None
-    factors: tuple[str, ...]
-    note: str | None                 # masked
 
 
 class DisputeMatcher:

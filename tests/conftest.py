@@ -80,6 +80,12 @@ def topic_settings(prefix: str) -> dict[str, str]:
     return {f"topics__{name}": f"{prefix}-{name}" for name in names}
 
 
+def poison_record(depth: int) -> bytes:
+    """A small JSON object with an ignored field nested `depth` levels deep: msgspec gives up
+    on it with a RecursionError rather than a DecodeError."""
+    return b'{"event_id": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
 class Detections(list):
     """An output list that keeps only alerts (not the delay onsets and ends that the
     per-parcel detectors also emit for the global step)."""

@@ -6,12 +6,11 @@ import math
 import pickle
 import random
 
-from alerts.records import alert_id
-from models.aggregate import Aggregate, ShardTick
+from models.aggregate import Aggregate
 from models.clusters import WEATHER_DELAY_CLUSTER
-from models.delays import DelayEnd, DelayOnset
 from models.detection import Detection
 from models.events import WeatherWarning
+from models.messages import DelayEnd, DelayOnset, ShardTick
 from models.settings import HOUR_MS, MINUTE_MS, Thresholds
 
 T0 = 1_789_948_800_000  # a midnight (UTC): cadences fall on round hours from it
@@ -57,7 +56,7 @@ def test_a_storm_is_found_once_and_keeps_its_id_as_it_grows():
         due = [d for d in delays if (hour - 1) * H <= d.onset_ts - T0 < hour * H]
         step(due, T0 + hour * H)
     assert step.found and {d.status for d in step.found} == {"FIRING"}
-    assert len({alert_id(d) for d in step.found}) == 1
+    assert len({d.alert_id for d in step.found}) == 1
     assert len({d.details["cluster_id"] for d in step.found}) == 1
     counts = [d.details["parcel_count"] for d in step.found]
     assert counts == sorted(set(counts)) and counts[-1] == 40  # re-emitted only as it grows
@@ -79,7 +78,7 @@ def test_a_cluster_resolves_when_its_parcels_move_on():
              for i, d in enumerate(delays)]
     assert step(moved[:5], T0 + 6 * H) == []  # five of ten still delayed: still a cluster
     [resolved] = step(moved[5:], T0 + 7 * H)
-    assert resolved.status == "RESOLVED" and alert_id(resolved) == alert_id(fired)
+    assert resolved.status == "RESOLVED" and resolved.alert_id == fired.alert_id
     # It stopped being a cluster when the sixth moved on: fewer than five were left.
     assert resolved.event_ts == moved[5].end_ts
     assert resolved.details["delayed_now"] == 0 and resolved.details["parcel_count"] == 10
@@ -93,8 +92,8 @@ def test_a_jam_that_falls_below_the_minimum_and_fills_again_fires_again_under_it
     [resolved] = step(moved, T0 + 4 * H)  # four left: resolved
     later = storm(3, T0 + 5 * H, spread_hours=1, prefix="L", seed=2)
     again = step(later, T0 + 7 * H)  # five, then six and seven delayed in the same place
-    assert {(d.status, alert_id(d), d.details["cluster_id"]) for d in again} == {
-        ("FIRING", alert_id(fired), fired.details["cluster_id"])}
+    assert {(d.status, d.alert_id, d.details["cluster_id"]) for d in again} == {
+        ("FIRING", fired.alert_id, fired.details["cluster_id"])}
     assert resolved.event_ts <= again[0].event_ts == later[0].onset_ts
     assert [d.details["delayed_now"] for d in again] == [5, 6, 7]
     # The parcels it held before are not counted or notified twice.
@@ -105,7 +104,7 @@ def test_a_jam_that_falls_below_the_minimum_and_fills_again_fires_again_under_it
     assert [d.status for d in step(gone, T0 + 9 * H)] == ["RESOLVED"]
     fresh = storm(5, T0 + 30 * H, spread_hours=1, prefix="N", seed=3)
     [new] = step(fresh, T0 + 32 * H)
-    assert alert_id(new) != alert_id(fired)
+    assert new.alert_id != fired.alert_id
 
 
 def test_scattered_delays_form_no_cluster():
@@ -179,7 +178,7 @@ def test_a_warning_read_after_the_cluster_fired_re_emits_it_with_the_cause():
     fired = step(storm(6, T0), T0 + 8 * H)[-1]
     [again] = step([warning()], T0 + 9 * H)
     assert (fired.details["cause"], again.details["cause"]) == ("UNKNOWN", "WEATHER")
-    assert alert_id(again) == alert_id(fired) and again.parcels == []  # nobody told twice
+    assert again.alert_id == fired.alert_id and again.parcels == []  # nobody told twice
 
 
 def test_most_members_with_weather_exception_codes_make_the_cause_weather():
@@ -209,7 +208,7 @@ def test_the_result_does_not_depend_on_the_order_items_arrive_in():
         first([i for i in delays + ends if hour * H <= _due(i) - T0 < (hour + 4) * H],
               T0 + (hour + 4) * H)
     second(shuffled, T0 + 40 * H)
-    assert [(alert_id(d), d.status, d.event_ts, d.details["parcel_count"])
+    assert [(d.alert_id, d.status, d.event_ts, d.details["parcel_count"])
             for d in first.found] != []
     assert _final(first.found) == _final(second.found)
 
@@ -220,7 +219,7 @@ def _due(item) -> int:
 
 def _final(found: list[Detection]) -> dict:
     """The last record per alert, and who was notified."""
-    last = {alert_id(d): (d.status, d.event_ts, d.details["parcel_count"]) for d in found}
+    last = {d.alert_id: (d.status, d.event_ts, d.details["parcel_count"]) for d in found}
     return {"last": last, "notified": sorted(p for d in found for p in d.parcels)}
 
 
@@ -286,7 +285,7 @@ def test_a_reopened_cluster_counts_only_its_old_parcels_still_followed():
          T0 + 14 * H)
     later = storm(5, T0 + 14 * H, spread_hours=1, prefix="L", seed=2)
     again = step(later, T0 + 16 * H)
-    assert [(d.status, alert_id(d)) for d in again] == [("FIRING", alert_id(resolved))]
+    assert [(d.status, d.alert_id) for d in again] == [("FIRING", resolved.alert_id)]
     assert again[0].details["delayed_now"] == 5
     moved = [DelayEnd(d.waybill, d.onset_ts, T0 + 17 * H) for d in later[:1]]
     [resolved_again] = step(moved, T0 + 18 * H)  # four of the new five left: resolved

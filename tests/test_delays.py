@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.delays import DelayEnd, DelayOnset
 from models.events import Scan
+from models.messages import DelayEnd, DelayOnset
 from models.no_movement import NoMovementDetector
 from models.settings import HOUR_MS, Thresholds
 

@@ -17,7 +17,7 @@ from connectors.broker import free_port
 from connectors.kafka import client_config, ensure_topics, read_topic
 from flows.config import load_settings
 
-from conftest import CLI, SESSION_SCENARIO, cli, cli_env, topic_settings
+from conftest import CLI, SESSION_SCENARIO, cli, cli_env, poison_record, topic_settings
 
 
 def alert_keys(records) -> set[tuple]:
@@ -138,6 +138,31 @@ def test_a_run_killed_mid_stream_and_restarted_loses_no_alert(broker, scenario, 
     assert alert_keys(emitted) == expected  # nothing lost, nothing new
     # Repeats after the restart are re-emissions of the same detection, never new ids.
     assert len(emitted) >= len(expected)
+
+
+def test_a_record_too_deep_to_decode_is_dead_lettered_and_the_job_goes_on(broker):
+    env_settings, topics = prepare(broker, "poison", partitions=1)
+    config = client_config(broker.bootstrap)
+    t0, day = 1_793_462_400_000, 86_400_000
+
+    def pickup(waybill: str, ts: int) -> bytes:
+        return json.dumps({"event_id": f"{waybill}-p", "waybill": waybill, "carrier": "SF",
+                           "scan_type": "PICKUP", "ts": ts}).encode()
+
+    poison = poison_record(10_000)
+    produce_records(config, topics["inputs"], [
+        ("scans", b"W1", pickup("W1", t0)), ("scans", b"X", poison),
+        ("disputes", b"X", poison), ("scans", b"W2", pickup("W2", t0 + 4 * day))])
+    result = cli("run", "--brokers", broker.bootstrap, "--from-beginning", "--exit-at-end",
+                 env=cli_env(**env_settings, recovery="false"), timeout=120)
+    assert result.returncode == 0, result.stderr
+
+    dead = [json.loads(value) for _, value, _ in read_topic(config, topics["dead-letter"])]
+    assert sorted(d["source_topic"] for d in dead) == sorted(
+        [topics["inputs"]["scans"], topics["inputs"]["disputes"]])
+    assert all("nested too deeply" in d["error"] for d in dead)
+    alerts = [json.loads(value) for _, value, _ in read_topic(config, topics["alerts"])]
+    assert [(a["type"], a["waybill"]) for a in alerts] == [("NO_MOVEMENT", "W1")]
 
 
 def test_sigterm_stops_a_running_job_cleanly(broker, tmp_path):

@@ -8,7 +8,6 @@ from itertools import pairwise
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from alerts.records import alert_id
 from models.detection import Detection
 from models.events import TERMINAL_SCAN_TYPES, Scan
 from models.no_movement import NoMovementDetector
@@ -103,12 +102,12 @@ def test_resolved_has_the_same_alert_id_and_the_new_scans_ts():
     [resolved] = feed(shard, [moved], T0 + 90 * H) + feed(shard, [], T0 + 90 * H + LATE)
     assert resolved.status == "RESOLVED"
     assert resolved.event_ts == T0 + 90 * H
-    assert alert_id(resolved) == alert_id(firing)
+    assert resolved.alert_id == firing.alert_id
     assert shard.no_movement.stalled == 0
     # A second stall is a different alert.
     [again] = feed(shard, [], T0 + 90 * H + LIMIT + LATE)
     assert (again.status, again.event_ts) == ("FIRING", T0 + 90 * H + LIMIT)
-    assert alert_id(again) != alert_id(firing)
+    assert again.alert_id != firing.alert_id
 
 
 def test_a_silence_already_over_when_read_gives_firing_and_resolved():
@@ -124,14 +123,14 @@ def test_a_silence_already_over_when_read_gives_firing_and_resolved():
     assert summary(out[:1]) == [("W1", "FIRING", T0 + LIMIT)]
     det.on_watermark(T0 + 150 * H, out)
     assert summary(out) == [("W1", "FIRING", T0 + LIMIT), ("W1", "RESOLVED", T0 + 100 * H)]
-    assert alert_id(out[0]) == alert_id(out[1])
+    assert out[0].alert_id == out[1].alert_id
     assert out[1].details["dwell_hours"] == 100
 
 
 def test_alert_id_is_deterministic_across_runs():
     def once():
         det = NoMovementDetector(Thresholds())
-        return [alert_id(d) for d in run(det, [pickup("W1", T0), pickup("W2", T0 + H)],
+        return [d.alert_id for d in run(det, [pickup("W1", T0), pickup("W2", T0 + H)],
                                          T0 + 100 * H)]
 
     first = once()
@@ -276,7 +275,7 @@ def test_late_scan_inside_a_pending_silence_shortens_it():
     feed(shard, [late], ahead)
     out = feed(shard, [], T0 + 100 * H)
     assert summary(out) == [("W1", "FIRING", T0 + LIMIT), ("W1", "RESOLVED", late.ts)]
-    assert alert_id(out[0]) == alert_id(out[1])
+    assert out[0].alert_id == out[1].alert_id
     assert out[0].details["last_scan_type"] == "PICKUP"
     assert out[1].details["dwell_hours"] == round((late.ts - T0) / H, 2)
 
@@ -527,10 +526,10 @@ def describe(scans: list[Scan]) -> str:
 
 def check_pairs(detections: list[Detection]) -> None:
     """Every RESOLVED answers a FIRING of the same parcel with the same alert id."""
-    firing = {alert_id(d) for d in detections if d.status == "FIRING"}
+    firing = {d.alert_id for d in detections if d.status == "FIRING"}
     for d in detections:
         if d.status == "RESOLVED":
-            assert alert_id(d) in firing
+            assert d.alert_id in firing
 
 
 def single_partition(batches: list[list[Scan]]) -> list[Detection]:
@@ -566,7 +565,7 @@ def test_property_batching_does_not_change_the_result(data):
     note("other: " + " | ".join(describe(b) for b in other_batches))
     one, other = single_partition(one_batches), single_partition(other_batches)
     assert Counter(summary(one)) == Counter(summary(other))
-    assert sorted(alert_id(d) for d in one) == sorted(alert_id(d) for d in other)
+    assert sorted(d.alert_id for d in one) == sorted(d.alert_id for d in other)
 
 
 @settings(max_examples=200, deadline=None)

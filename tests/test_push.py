@@ -21,7 +21,7 @@ from connectors.broker import free_port
 from connectors.kafka import client_config, ensure_topics, read_topic
 from flows.config import ConfigError
 
-from conftest import CLI, cli, cli_env, topic_settings
+from conftest import CLI, cli, cli_env, poison_record, topic_settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -151,12 +151,16 @@ class PushSetup:
                            kafka__heartbeat_interval_ms="1000")
         self.env["TEST_WEBHOOK_SECRET"] = SECRET
 
-    def produce(self, notes: list[dict]) -> None:
+    def produce(self, notes: list[dict | bytes]) -> None:
         from confluent_kafka import Producer
 
         producer = Producer(self.config)
         for note in notes:
-            producer.produce(self.topic, json.dumps(note).encode(), note["merchant_id"].encode())
+            if type(note) is bytes:  # a raw record, as it is
+                producer.produce(self.topic, note, b"M1")
+            else:
+                producer.produce(self.topic, json.dumps(note).encode(),
+                                 note["merchant_id"].encode())
         assert producer.flush(10) == 0
 
     def args(self) -> list[str]:
@@ -333,6 +337,7 @@ def test_records_that_are_not_notifications_are_dead_lettered_and_block_nothing(
     setup = PushSetup(broker, tmp_path, "push-bad", port)
     setup.produce([{"notification_id": 5, "merchant_id": "M1"},           # id not a string
                    {"notification_id": "n-é", "merchant_id": "M1"},       # not a header value
+                   poison_record(10_000),                                  # too deep to decode
                    notification(1)])
     with Receiver(port) as receiver:
         setup.push()
@@ -340,8 +345,9 @@ def test_records_that_are_not_notifications_are_dead_lettered_and_block_nothing(
         setup.push()  # everything had an outcome and was committed
         assert len(receiver.requests) == 1
     dead = setup.dead_letters()
-    assert len(dead) == 2
+    assert len(dead) == 3
     assert all(d["reason"].startswith("not a merchant notification") for d in dead)
+    assert any("nested too deeply" in d["reason"] for d in dead)
 
 
 def test_a_merchant_overrides_the_defaults_and_reads_its_secret_from_a_file(tmp_path):

@@ -13,7 +13,7 @@ from models.events import Scan
 from models.no_movement import NoMovementDetector
 from models.settings import DAY_MS, HOUR_MS, Thresholds
 
-from conftest import Detections
+from conftest import Detections, poison_record
 
 T0 = 1_793_462_400_000
 
@@ -27,6 +27,17 @@ def test_a_timestamp_in_the_wrong_unit_goes_to_the_dead_letter_output():
     dead = [msgspec.json.decode(value.value) for key, value in out if key == "dead-letter"]
     assert len(dead) == 2
     assert all("$.ts" in record["error"] for record in dead)
+
+
+def test_a_record_nested_too_deeply_to_decode_is_dead_lettered_with_the_reason():
+    router = BatchRouter(4, {"scans": "scans"}, 60_000)
+    good = msgspec.json.encode({"event_id": "e1", "waybill": "W1", "carrier": "SF",
+                                "scan_type": "PICKUP", "ts": T0})
+    out = router.route(RawBatch("scans", 0, [(0, None, poison_record(10_000)),
+                                             (1, None, good)], True))
+    (dead,) = [msgspec.json.decode(value.value) for key, value in out if key == "dead-letter"]
+    assert dead["offset"] == 0 and "nested too deeply" in dead["error"]
+    assert sum(len(item.events) for key, item in out if key != "dead-letter") == 1
 
 
 def test_a_dead_lettered_dispute_loses_its_address_and_phone():

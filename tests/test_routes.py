@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alerts.records import alert_id
 from models.detection import Detection
 from models.routes import (
     ROUTE_DAMAGE_RATE,
@@ -221,7 +220,7 @@ def test_a_bad_route_fires_once_and_resolves_when_its_damage_leaves_the_window()
     assert fired.type == resolved.type == ROUTE_DAMAGE_RATE
     assert fired_day < 10 < 30 <= resolved_day
     assert fired.event_ts == fired.onset_ts == T0 + (fired_day + 1) * D - 1
-    assert resolved.onset_ts == fired.onset_ts and alert_id(resolved) == alert_id(fired)
+    assert resolved.onset_ts == fired.onset_ts and resolved.alert_id == fired.alert_id
     assert resolved.event_ts == T0 + (resolved_day + 1) * D - 1
     assert resolved.severity == fired.severity
     assert fired.carrier == "SF" and fired.merchant_id is fired.order_id is fired.waybill is None

@@ -18,14 +18,13 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from models.aggregate import Aggregate, ShardTick
+from models.aggregate import Aggregate
 from models.detection import Detection
 from models.events import Dispute, Scan
+from models.messages import DisputeCandidate, RouteEvent, ShardTick, Signed
 from models.risk import WEIGHTS
-from models.routes import RouteEvent
 from models.settings import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
-from models.signing import DisputeCandidate, Signed
 
 H, M, D = HOUR_MS, MINUTE_MS, DAY_MS
 WINDOW = 15 * D  # dispute_window_days
@@ -709,3 +708,9 @@ def test_recovery_snapshots_hold_buyer_notes_masked():
     snapshot = pickle.dumps(pipeline.shard)
     assert b"13812341234" not in snapshot
     assert "文三路".encode() not in snapshot
+
+
+def test_the_global_step_refuses_a_message_it_does_not_know():
+    aggregate = Aggregate(Thresholds(), shards=1)
+    with pytest.raises(TypeError, match="unknown message: Dispute"):
+        aggregate.apply([Dispute(event_id="d", waybill="W", ts=T0, kind="NOT_RECEIVED")])

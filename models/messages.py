@@ -1,0 +1,81 @@
+"""The typed messages the per-parcel shards hand to the global step, in one place.
+
+They are plain tuples (cheap to move between workers). The global step dispatches on their
+type through one table (`models.aggregate`), which raises on a type it does not know.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class ShardTick(NamedTuple):
+    shard: int
+    watermark: int | None
+    caught_up: bool          # every input partition was caught up for that shard
+
+
+class Signed(NamedTuple):
+    """A delivery, for route damage rates and hub / carrier dispute rates."""
+
+    carrier: str
+    origin: str | None
+    destination: str | None
+    merchant_id: str | None
+    hub_id: str | None
+    signed_ts: int
+    damaged: bool
+
+
+class RouteEvent(NamedTuple):
+    """A delivery (SIGNED scan) or a damage signal of a delivered parcel, by its route."""
+
+    kind: str                 # "delivery" or "damage"
+    carrier: str
+    origin: str | None
+    destination: str | None
+    merchant_id: str | None
+    signed_ts: int            # the delivery's SIGNED time: it picks the daily bucket
+    at_ts: int                # event time at which it became known
+
+
+class DisputeCandidate(NamedTuple):
+    """A NOT_RECEIVED claim that matched a signed parcel, with its local evidence."""
+
+    dispute_id: str
+    dispute_ts: int
+    waybill: str
+    carrier: str | None
+    merchant_id: str | None
+    order_id: str | None
+    hub_id: str | None
+    signed_ts: int
+    signer: str | None
+    proof: str | None
+    distance_km: float | None
+    factors: tuple[str, ...]
+    note: str | None                 # masked
+
+
+class DelayOnset(NamedTuple):
+    """A parcel became delayed at `onset_ts`; it had sat still since `since_ts`."""
+
+    waybill: str
+    onset_ts: int
+    since_ts: int
+    weather: bool              # began with an EXCEPTION/WEATHER scan
+    lat: float | None          # where it sits (None: unknown, it cannot be clustered)
+    lon: float | None
+    hub_id: str | None
+    city: str | None
+    carrier: str | None
+    merchant_id: str | None
+    order_id: str | None
+
+
+class DelayEnd(NamedTuple):
+    """The delay that began at `onset_ts` ended at `end_ts` (moved on, finished, or forgotten)."""
+
+    waybill: str
+    onset_ts: int
+    end_ts: int
