@@ -44,8 +44,10 @@ def now_ms() -> int:
 class ShardLogic(op.StatefulBatchLogic):
     """Bytewax wrapper around one `Shard`: feeds it, reports metrics, snapshots it."""
 
-    def __init__(self, shard: Shard, metrics: Metrics, idle_every: timedelta | None):
+    def __init__(self, shard: Shard, metrics: Metrics, idle_every: timedelta | None,
+                 recovery: bool):
         self.shard = shard
+        self.recovery = recovery
         self.metrics = metrics
         self.idle_every = idle_every
         self.name = str(id(self))
@@ -65,7 +67,10 @@ class ShardLogic(op.StatefulBatchLogic):
         self._report()
         return out, self.RETAIN
 
-    def snapshot(self) -> bytes:
+    def snapshot(self) -> bytes | None:
+        # The runtime asks at every epoch, recovery or not: without it, nothing is kept.
+        if not self.recovery:
+            return None
         return pickle.dumps(self.shard, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _report(self) -> None:
@@ -80,13 +85,16 @@ class ShardLogic(op.StatefulBatchLogic):
 class AggregateLogic(op.StatefulBatchLogic):
     """Bytewax wrapper around the one global `Aggregate` (routes, hubs, carriers)."""
 
-    def __init__(self, aggregate: Aggregate):
+    def __init__(self, aggregate: Aggregate, recovery: bool):
         self.aggregate = aggregate
+        self.recovery = recovery
 
     def on_batch(self, items: list):
         return self.aggregate.apply(items), self.RETAIN
 
-    def snapshot(self) -> bytes:
+    def snapshot(self) -> bytes | None:
+        if not self.recovery:
+            return None
         return pickle.dumps(self.aggregate, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -112,8 +120,9 @@ class RecordMaker:
 
 
 def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions: list[str],
-               metrics: Metrics, idle_advance: bool) -> Dataflow:
-    """`clock_partitions`: every scans/disputes partition, as "topic/partition"."""
+               metrics: Metrics, idle_advance: bool, recovery: bool) -> Dataflow:
+    """`clock_partitions`: every scans/disputes partition, as "topic/partition". `recovery`:
+    the run keeps recovery state, so the stateful steps' snapshots are worth taking."""
     thresholds = settings.thresholds
     idle_every = timedelta(seconds=settings.idle_check_seconds) if idle_advance else None
 
@@ -130,7 +139,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
         else:
             shard = pickle.loads(resume)
             shard.resume(clock_partitions)
-        return ShardLogic(shard, metrics, idle_every)
+        return ShardLogic(shard, metrics, idle_every, recovery)
 
     flow = Dataflow("parcelwatch")
     batches = op.input("inputs", flow, source)
@@ -145,10 +154,10 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
 
     def build_aggregate(resume: bytes | None) -> AggregateLogic:
         if resume is None:
-            return AggregateLogic(Aggregate(thresholds, settings.shards))
+            return AggregateLogic(Aggregate(thresholds, settings.shards), recovery)
         aggregate = pickle.loads(resume)
         aggregate.resume()
-        return AggregateLogic(aggregate)
+        return AggregateLogic(aggregate, recovery)
 
     aggregated = op.stateful_batch("aggregate", to_aggregate, build_aggregate)
     maker = RecordMaker(Notifier(settings.locale, settings.zone, settings.coupon_amount_yuan,

@@ -38,7 +38,7 @@ def replay(settings: Settings, inputs: dict[str, Path], out_dir: Path, metrics: 
             raise ConfigError(f"--{role} {path}: no such file")
     clock = [partition_id(role, 0) for role in CLOCK_TOPICS if role in inputs]
     flow = build_flow(JsonLinesInputs(inputs, settings.batch_size), JsonLinesOutputs(out_dir),
-                      settings, clock, metrics, idle_advance=False)
+                      settings, clock, metrics, idle_advance=False, recovery=False)
     run_main(flow)
 
 
@@ -112,7 +112,8 @@ def _kafka_job(settings: Settings, metrics: Metrics, from_beginning: bool,
     clock = [partition_id(role, p) for role in CLOCK_TOPICS
              for p in range(partitions.get(role, 0))]
     flow = build_flow(source, sink, settings, clock, metrics,
-                      idle_advance=settings.idle_advance and not exit_at_end)
+                      idle_advance=settings.idle_advance and not exit_at_end,
+                      recovery=settings.recovery)
     recovery = None
     if settings.recovery:
         state_dir = Path(settings.state_dir)
