@@ -31,7 +31,6 @@ from flows.config import Settings
 from models.aggregate import Aggregate
 from models.detection import Detection
 from models.events import WeatherWarning
-from models.routes import RouteScore
 from models.shard import Shard, ShardInput
 
 encode = msgspec.json.encode
@@ -105,11 +104,11 @@ class RecordMaker:
         self.notifier = notifier
         self.metrics = metrics
 
-    def __call__(self, keyed: tuple[str, Detection | list[RouteScore]]) -> list[OutputRecord]:
+    def __call__(self, keyed: tuple[str, Detection | list[tuple[str, bytes]]],
+                 ) -> list[OutputRecord]:
         found = keyed[1]
-        if type(found) is list:  # the route scores of one interval
-            return [OutputRecord("route-scores", score.route_id, encode(score))
-                    for score in found]
+        if type(found) is list:  # the route scores of one interval, encoded
+            return [OutputRecord("route-scores", route, value) for route, value in found]
         alert = to_alert(found, now_ms())
         self.metrics.alerts.labels(alert.type, alert.status).inc()
         records = [OutputRecord("alerts", found.subject, encode(alert))]

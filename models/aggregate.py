@@ -26,7 +26,7 @@ from models.messages import (
     Signed,
 )
 from models.risk import risk_score
-from models.routes import RouteBoard, RouteScore
+from models.routes import RouteBoard
 from models.settings import DAY_MS, Thresholds
 
 SIGNED_DISPUTED = "SIGNED_DISPUTED"
@@ -52,8 +52,9 @@ class Aggregate:
         """After a restart every shard must tick again before time moves."""
         self.caught_up = dict.fromkeys(self.caught_up, False)
 
-    def apply(self, items: list) -> list[Detection | list[RouteScore]]:
-        out: list[Detection | RouteScore] = []
+    def apply(self, items: list) -> list[Detection | list[tuple[str, bytes]]]:
+        """Detections, and per scoring one list of encoded `route-scores` records."""
+        out: list = []
         for item in items:
             if type(item) is ShardTick:
                 if item.watermark is not None:

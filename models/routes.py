@@ -40,7 +40,7 @@ def route_id(carrier: str, origin: str | None, destination: str | None) -> str:
 
 
 class RouteScore(msgspec.Struct, kw_only=True):
-    """One `route-scores` record."""
+    """One `route-scores` record: the schema that `score_prefix` + `score_tail` encode."""
 
     route_id: str
     carrier: str
@@ -52,6 +52,27 @@ class RouteScore(msgspec.Struct, kw_only=True):
     rate_low: float
     rate_high: float
     window_end_ts: int
+
+
+encode = msgspec.json.encode
+
+
+def score_prefix(route: str, carrier: str, origin: str | None, destination: str | None,
+                 ) -> bytes:
+    """The start of a route's `route-scores` records (a `RouteScore`), the same every time."""
+    return (b'{"route_id":' + encode(route) + b',"carrier":' + encode(carrier)
+            + b',"origin":' + encode(origin) + b',"destination":' + encode(destination) + b",")
+
+
+def score_tail(deliveries: int, damaged: int, rate: float, low: float, high: float) -> bytes:
+    """The counts and rounded figures of a record, up to its `window_end_ts` value."""
+    return (b'"deliveries":%d,"damaged":%d,"rate":%s,"rate_low":%s,"rate_high":%s,'
+            b'"window_end_ts":' % (deliveries, damaged, encode(round(rate, DIGITS)),
+                                   encode(round(low, DIGITS)), encode(round(high, DIGITS))))
+
+
+def decode_scores(records: list[tuple[str, bytes]]) -> list[RouteScore]:
+    return [msgspec.json.decode(value, type=RouteScore) for _, value in records]
 
 
 def fit_prior(deliveries: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
@@ -123,6 +144,8 @@ class RouteBoard:
         self.index: dict[RouteKey, int] = {}
         self.keys: list[RouteKey | None] = []        # by row; None = free
         self.ids: list[str] = []                     # route_id by row
+        self.prefixes: list[bytes] = []              # score_prefix by row
+        self.layout: tuple[np.ndarray, np.ndarray] | None = None  # see _layout
         self.free_rows: list[int] = []
         self.delivered = np.zeros((0, self.ring), dtype=np.int32)
         self.damaged = np.zeros((0, self.ring), dtype=np.int32)
@@ -176,23 +199,31 @@ class RouteBoard:
             row = self.free_rows.pop()
             self.keys[row] = key
             self.ids[row] = route_id(*key)
+            self.prefixes[row] = score_prefix(self.ids[row], *key)
         else:
             row = len(self.keys)
             self.keys.append(key)
             self.ids.append(route_id(*key))
+            self.prefixes.append(score_prefix(self.ids[row], *key))
             if row >= len(self.delivered):
                 grow = max(64, len(self.delivered))
                 pad = np.zeros((grow, self.ring), dtype=np.int32)
                 self.delivered = np.concatenate([self.delivered, pad])
                 self.damaged = np.concatenate([self.damaged, pad])
         self.index[key] = row
+        self.layout = None
         return row
 
     # -- scores and alerts ---------------------------------------------------------------
 
-    def score(self, window_end_ts: int) -> tuple[list[RouteScore], list[Detection]]:
-        """Scores of the routes with deliveries in the window ending with the day of
-        `window_end_ts`, and the alerts that fired or resolved since the last call."""
+    def score(self, window_end_ts: int) -> tuple[list[tuple[str, bytes]], list[Detection]]:
+        """The `route-scores` records of the routes with deliveries in the window ending with
+        the day of `window_end_ts`, as (route_id, encoded JSON) in route id order, and the
+        alerts that fired or resolved since the last call.
+
+        One pass over columns: a posterior depends only on a route's (deliveries, damaged),
+        and most routes share a pair with others, so each distinct pair is computed and
+        encoded once; a record is its route's encoded prefix plus its pair's encoded tail."""
         # The window ends with the day of the last millisecond it covers: a score taken at
         # midnight covers the 30 full days before it, not 29 and an empty one.
         end_day = (window_end_ts - 1) // DAY_MS
@@ -201,20 +232,26 @@ class RouteBoard:
         self._advance(end_day)
         first_day = max(end_day - self.window_days + 1, self.head - self.ring + 1)
         columns = np.arange(first_day, end_day + 1) % self.ring
-        rows = np.array(sorted(self.index.values()), dtype=np.intp)
+        rows, by_id = self._layout()
         window = np.ix_(rows, columns)
         n = self.delivered[window].sum(axis=1, dtype=np.int64)
         k = np.minimum(self.damaged[window].sum(axis=1, dtype=np.int64), n)
         scored = n > 0
-        posterior = self._posteriors(end_day, n, k, scored)
-        low = np.array([bounds[1] for bounds in posterior], dtype=np.float64)
+        rate, low, high, tails = self._posteriors(end_day, n, k, scored)
         flagged = (n >= self.min_deliveries) & (low > self.threshold)
         self._prune_merchants(end_day, first_day)
 
-        stats = {row: (int(n[i]), int(k[i]), *posterior[i])
-                 for i, row in enumerate(rows.tolist())}
-        scores = [self._record(row, stats[row], window_end_ts)
-                  for row in sorted(rows[scored].tolist(), key=self.ids.__getitem__)]
+        ids, prefixes = self.ids, self.prefixes
+        end = b"%d}" % window_end_ts
+        listed = by_id[scored[by_id]]
+        scores = [(ids[row], prefixes[row] + tails[i] + end)
+                  for i, row in zip(listed.tolist(), rows[listed].tolist(), strict=True)]
+
+        position = {row: i for i, row in enumerate(rows.tolist())}
+
+        def stat(row: int) -> tuple:
+            i = position[row]
+            return int(n[i]), int(k[i]), float(rate[i]), float(low[i]), float(high[i])
 
         detections: list[Detection] = []
         now_flagged = set(rows[flagged].tolist())
@@ -222,56 +259,64 @@ class RouteBoard:
         for row in sorted(now_flagged | set(self.firing), key=self.ids.__getitem__):
             if row in now_flagged and row not in self.firing:
                 if lanes is None:
-                    lanes = self._lanes(stats)
-                fired = self._detection(row, stats[row], "FIRING", window_end_ts,
+                    enough = n >= self.min_deliveries
+                    lanes = self._lanes(rows[enough], high[enough])
+                fired = self._detection(row, stat(row), "FIRING", window_end_ts,
                                         window_end_ts, lanes, first_day)
                 self.firing[row] = (window_end_ts, fired.severity)
                 detections.append(fired)
             elif row not in now_flagged and row in self.firing:
                 onset, severity = self.firing.pop(row)
-                detections.append(self._detection(row, stats[row], "RESOLVED", onset,
+                detections.append(self._detection(row, stat(row), "RESOLVED", onset,
                                                   window_end_ts, None, first_day, severity))
 
         self._drop_empty_routes()
         return scores, detections
 
-    def _posteriors(self, day: int, n: np.ndarray, k: np.ndarray, scored: np.ndarray
-                    ) -> list[tuple[float, ...]]:
-        """(rate, low, high, then the same rounded for records) per route.
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """The routes' rows in row order, and their positions in route id order: kept until
+        a route comes or goes."""
+        if self.layout is None:
+            rows = np.array(sorted(self.index.values()), dtype=np.intp)
+            by_id = sorted(range(len(rows)), key=lambda i: self.ids[rows[i]])
+            self.layout = rows, np.array(by_id, dtype=np.intp)
+        return self.layout
 
-        The prior is refitted once a day of event time (it moves slowly), and a posterior
-        depends only on (deliveries, damaged) under it, so hourly scores compute only the
-        pairs not seen since the last refit."""
+    def _posteriors(self, day: int, n: np.ndarray, k: np.ndarray, scored: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes]]:
+        """Per route: posterior rate, low and high, and the encoded tail of its record
+        (counts and rounded figures), computed once per distinct (deliveries, damaged).
+
+        The prior is refitted once a day of event time (it moves slowly), so hourly scores
+        compute only the pairs not seen since the last refit."""
         if self.prior is None or day != self.prior_day:
             self.prior = fit_prior(n[scored], k[scored])
             self.prior_day = day
             self.bounds = {}
-        pairs = list(zip(n.tolist(), k.tolist(), strict=True))
-        new = sorted({pair for pair in pairs if pair not in self.bounds})
+        pairs, inverse = np.unique(n << 32 | k, return_inverse=True)  # 0 <= k <= n < 2**31
+        keys = [(pair >> 32, pair & 0xFFFFFFFF) for pair in pairs.tolist()]
+        new = [pair for pair in keys if pair not in self.bounds]
         if new:
             new_n, new_k = (np.array(column, dtype=np.int64) for column in zip(*new, strict=True))
-            rate, low, high = posterior_bounds(*self.prior, new_n, new_k)
-            for i, pair in enumerate(new):
-                self.bounds[pair] = (float(rate[i]), float(low[i]), float(high[i]),
-                                     round(float(rate[i]), DIGITS), round(float(low[i]), DIGITS),
-                                     round(float(high[i]), DIGITS))
-        return [self.bounds[pair] for pair in pairs]
+            fresh = zip(new, *posterior_bounds(*self.prior, new_n, new_k), strict=True)
+            for pair, *figures in fresh:
+                rate, low, high = map(float, figures)
+                self.bounds[pair] = (rate, low, high, score_tail(*pair, rate, low, high))
+        known = [self.bounds[pair] for pair in keys]
+        inverse = inverse.reshape(-1)
+        rate, low, high = (np.array([entry[i] for entry in known], dtype=np.float64)[inverse]
+                           for i in range(3))
+        tails = [known[i][3] for i in inverse.tolist()]
+        return rate, low, high, tails
 
-    def _record(self, row: int, stat: tuple, window_end_ts: int) -> RouteScore:
-        carrier, origin, destination = self.keys[row]
-        deliveries, damaged, _, _, _, rate, low, high = stat
-        return RouteScore(route_id=self.ids[row], carrier=carrier, origin=origin,
-                          destination=destination, deliveries=deliveries, damaged=damaged,
-                          rate=rate, rate_low=low, rate_high=high,
-                          window_end_ts=window_end_ts)
-
-    def _lanes(self, stats: dict[int, tuple]) -> dict[tuple, list[tuple[float, str]]]:
-        """(origin, destination) -> (rate_high, carrier) of routes with enough deliveries."""
+    def _lanes(self, rows: np.ndarray, highs: np.ndarray
+               ) -> dict[tuple, list[tuple[float, str]]]:
+        """(origin, destination) -> (rate_high, carrier) of the given routes (those with
+        enough deliveries)."""
         lanes: dict[tuple, list[tuple[float, str]]] = {}
-        for row, (deliveries, _, _, _, high, *_rounded) in stats.items():
-            if deliveries >= self.min_deliveries:
-                carrier, origin, destination = self.keys[row]
-                lanes.setdefault((origin, destination), []).append((high, carrier))
+        for row, high in zip(rows.tolist(), highs.tolist(), strict=True):
+            carrier, origin, destination = self.keys[row]
+            lanes.setdefault((origin, destination), []).append((high, carrier))
         return lanes
 
     def _detection(self, row: int, stat: tuple, status: str, onset_ts: int, event_ts: int,
@@ -336,6 +381,7 @@ class RouteBoard:
             if row in self.firing:
                 continue
             del self.index[self.keys[row]]
+            self.layout = None
             self.keys[row] = None
             self.merchants.pop(row, None)
             self.free_rows.append(row)

@@ -11,6 +11,7 @@ from models.routes import (
     RouteBoard,
     RouteEvent,
     RouteScore,
+    decode_scores,
     fit_prior,
     posterior_bounds,
     route_id,
@@ -64,7 +65,8 @@ def replay(board: RouteBoard, events: list[RouteEvent], score_days: range,
         while i < len(events) and events[i].at_ts <= end:
             board.apply(events[i])
             i += 1
-        scores[day], fired = board.score(end)
+        encoded, fired = board.score(end)
+        scores[day] = decode_scores(encoded)
         detections += [(day, d) for d in fired]
     return scores, detections
 
@@ -328,7 +330,7 @@ def test_after_a_long_quiet_period_routes_and_merchants_are_dropped():
     for r in range(1000):
         board.apply(delivery(("ZTO", f"O{r}", f"D{r}"), T0 + r, merchant=f"M{r}"))
     scores, _ = board.score(T0 + D)
-    assert len(scores) == len(board) == 1000
+    assert len(decode_scores(scores)) == len(board) == 1000
     rows = board.delivered.shape[0]
 
     scores, detections = board.score(T0 + 200 * D)
@@ -356,5 +358,5 @@ def test_events_older_than_everything_kept_are_ignored():
     board.apply(delivery(BAD, T0 + 100 * D))
     board.apply(delivery(("JD", "X", "Y"), T0))  # 100 days before the newest day
     scores, _ = board.score(T0 + 101 * D)
-    assert [s.route_id for s in scores] == ["SF:Shanghai>Beijing"]
+    assert [s.route_id for s in decode_scores(scores)] == ["SF:Shanghai>Beijing"]
     assert len(board) == 1

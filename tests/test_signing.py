@@ -23,6 +23,7 @@ from models.detection import Detection
 from models.events import Dispute, Scan
 from models.messages import DisputeCandidate, RouteEvent, ShardTick, Signed
 from models.risk import WEIGHTS
+from models.routes import decode_scores
 from models.settings import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
 
@@ -120,7 +121,7 @@ class Pipeline:
         self.detections.extend(item for item in out if type(item) is Detection)
         found = []
         for item in self.aggregate.apply(items):  # route scores may come as one list
-            found.extend(item if type(item) is list else [item])
+            found.extend(decode_scores(item) if type(item) is list else [item])
         self.aggregate_out.extend(found)
         self.detections.extend(item for item in found if type(item) is Detection)
         return out
