@@ -11,7 +11,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.records import OutputRecord, RawBatch
+from connectors.records import OutputBatch, OutputRecord, RawBatch
 
 OUTPUT_TOPICS = ("alerts", "merchant-notifications", "route-scores", "dead-letter")
 
@@ -66,10 +66,14 @@ class _FileWriter(StatelessSinkPartition):
         out_dir.mkdir(parents=True, exist_ok=True)
         self.files = {topic: (out_dir / f"{topic}.jsonl").open("wb") for topic in OUTPUT_TOPICS}
 
-    def write_batch(self, items: list[OutputRecord]) -> None:
-        for topic, _key, value in items:
-            out = self.files[topic]
-            out.write(value)
+    def write_batch(self, items: list[OutputRecord | OutputBatch]) -> None:
+        for item in items:
+            if type(item) is OutputBatch:
+                out = self.files[item.topic]
+                out.write(b"\n".join([value for _key, value in item.records]))
+            else:
+                out = self.files[item.topic]
+                out.write(item.value)
             out.write(b"\n")
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.records import OutputRecord, RawBatch
+from connectors.records import OutputBatch, OutputRecord, RawBatch, output_records
 
 log = logging.getLogger("parcelwatch.kafka")
 IDLE_POLL = timedelta(milliseconds=20)
@@ -171,9 +171,9 @@ class _ProducerPartition(StatelessSinkPartition):
         if error is not None:
             self.failures.append(f"{message.topic()}: {error.str()}")
 
-    def write_batch(self, items: list[OutputRecord]) -> None:
+    def write_batch(self, items: list[OutputRecord | OutputBatch]) -> None:
         produce = self.producer.produce
-        for topic, key, value in items:
+        for topic, key, value in output_records(items):
             while True:
                 try:
                     produce(self.topics[topic], value, key, on_delivery=self._delivered)

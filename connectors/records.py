@@ -24,5 +24,24 @@ class OutputRecord(NamedTuple):
     value: bytes
 
 
+class OutputBatch(NamedTuple):
+    """Many records of one output at once (an interval's route scores): one item through
+    the dataflow and the sink instead of one per record."""
+
+    topic: str
+    records: list[tuple[str | None, bytes]]   # (key, value)
+
+
+def output_records(items: list[OutputRecord | OutputBatch]):
+    """(topic, key, value) of every record in a sink's batch, in order."""
+    for item in items:
+        if type(item) is OutputBatch:
+            topic = item.topic
+            for key, value in item.records:
+                yield topic, key, value
+        else:
+            yield item
+
+
 def partition_id(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"

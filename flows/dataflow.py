@@ -26,7 +26,7 @@ from alerts.metrics import Metrics
 from alerts.notifications import Notifier
 from alerts.records import to_alert
 from connectors.decode import AGGREGATE_KEY, BatchRouter
-from connectors.records import OutputRecord
+from connectors.records import OutputBatch, OutputRecord
 from flows.config import Settings
 from models.aggregate import Aggregate
 from models.detection import Detection
@@ -105,10 +105,10 @@ class RecordMaker:
         self.metrics = metrics
 
     def __call__(self, keyed: tuple[str, Detection | list[tuple[str, bytes]]],
-                 ) -> list[OutputRecord]:
+                 ) -> list[OutputRecord | OutputBatch]:
         found = keyed[1]
         if type(found) is list:  # the route scores of one interval, encoded
-            return [OutputRecord("route-scores", route, value) for route, value in found]
+            return [OutputBatch("route-scores", found)]
         alert = to_alert(found, now_ms())
         self.metrics.alerts.labels(alert.type, alert.status).inc()
         records = [OutputRecord("alerts", found.subject, encode(alert))]

@@ -50,10 +50,9 @@ class DelayWatch:
         self.hub_cities: dict[int, int] = {}
         self.revealed: dict[int, Revealed] = {}   # row -> its held dwell
 
-    def on_scan(self, row: int, scan: Scan, out: list) -> None:
-        """After the parcel table applied an accepted scan."""
+    def on_scan(self, row: int, scan: Scan, hub: int, out: list) -> None:
+        """After the parcel table applied an accepted scan; `hub`: its hub's code (0: none)."""
         table = self.parcels
-        hub = table.code(scan.hub_id) if scan.hub_id is not None else 0
         held = self.revealed.get(row)
         if held is not None and held.onset.since_ts < scan.ts < held.onset.onset_ts and (
                 self._moves(held.place, scan, hub)):

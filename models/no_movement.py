@@ -26,6 +26,9 @@ from models.settings import HOUR_MS, Thresholds
 
 NO_MOVEMENT = "NO_MOVEMENT"
 Outcome = Literal["accepted", "duplicate"]
+# What `apply_scan` returns instead of a row.
+DUPLICATE = -1   # a repeated event id: nothing changed
+UNTRACKED = -2   # accepted, but about a parcel no longer tracked (finished and forgotten)
 
 
 class Anchor(NamedTuple):
@@ -63,23 +66,27 @@ class NoMovementDetector:
     def on_scan(self, scan: Scan, out: list) -> Outcome:
         """Apply one scan; append any detection (and delay onset or end) to `out`; say
         whether it was a duplicate."""
-        outcome = self._apply(scan, out)
-        if outcome == "accepted":
-            row = self.parcels.index.get(scan.waybill)
-            if row is not None:
-                self.delays.on_scan(row, scan, out)
-        return outcome
+        return "duplicate" if self.apply_scan(scan, out) == DUPLICATE else "accepted"
 
-    def _apply(self, scan: Scan, out: list[Detection]) -> Outcome:
+    def apply_scan(self, scan: Scan, out: list) -> int:
+        """`on_scan` for the shard: the parcel's row (looked up once for every detector),
+        or DUPLICATE, or UNTRACKED."""
+        hub = self.parcels.strings.code(scan.hub_id)  # once per scan, for both sides
+        row = self._apply(scan, hub, out)
+        if row >= 0:
+            self.delays.on_scan(row, scan, hub, out)
+        return row
+
+    def _apply(self, scan: Scan, hub: int, out: list[Detection]) -> int:
         table = self.parcels
         row = table.index.get(scan.waybill)
         is_new = row is None
         if is_new:
             if scan.waybill in self.forgotten:
-                return "accepted"  # a late scan of a parcel already finished and forgotten
+                return UNTRACKED  # a late scan of a parcel already finished and forgotten
             row = table.add(scan.waybill)
         if table.is_duplicate(row, scan.event_id):
-            return "duplicate"
+            return DUPLICATE
         if is_new or scan.merchant_id or scan.order_id or scan.origin or scan.destination:
             self._remember(row, scan)
         status = table.status[row]
@@ -87,9 +94,9 @@ class NoMovementDetector:
         if status == ACTIVE and not is_new and not terminal and row not in self.pending:
             ts, last_ts = scan.ts, table.last_ts[row]
             if last_ts < ts <= last_ts + self.limit:  # the common case: the parcel moves on
-                self._set_latest(row, scan)
+                self._set_latest(row, scan, hub)
                 table.set_timer(row, ts + self.limit)
-                return "accepted"
+                return row
         if status == FINISHED:
             pending = self.pending.get(row)
             if pending is not None and pending.anchor.ts < scan.ts < pending.resume_ts:
@@ -97,20 +104,20 @@ class NoMovementDetector:
             if terminal and scan.ts < table.last_ts[row]:
                 self._finish(row, scan)  # an earlier terminal scan read late: it ended the trip
             self._arm(row)
-            return "accepted"  # late or repeated scans never revive a finished parcel
+            return row  # late or repeated scans never revive a finished parcel
         if status == STALLED and scan.ts >= table.last_ts[row] + self.stale_after:
-            return "accepted"  # past the stale horizon the parcel counts as forgotten
+            return row  # past the stale horizon the parcel counts as forgotten
         if is_new:
-            self._set_latest(row, scan)
+            self._set_latest(row, scan, hub)
         elif status == STALLED:
-            self._on_stalled(row, scan, out)
+            self._on_stalled(row, scan, hub, out)
         else:
-            self._on_active(row, scan, out)
+            self._on_active(row, scan, hub, out)
         if terminal:
             table.set_status(row, FINISHED)
             self._finish(row, scan)
         self._arm(row)
-        return "accepted"
+        return row
 
     def _finish(self, row: int, scan: Scan) -> None:
         """A finished parcel's last_ts / last_type are those of its earliest terminal scan, in
@@ -119,7 +126,7 @@ class NoMovementDetector:
         table.last_ts[row] = scan.ts
         table.last_type[row] = SCAN_TYPE_CODE[scan.scan_type]
 
-    def _on_stalled(self, row: int, scan: Scan, out: list[Detection]) -> None:
+    def _on_stalled(self, row: int, scan: Scan, hub: int, out: list[Detection]) -> None:
         table = self.parcels
         last_ts = table.last_ts[row]
         if scan.ts > last_ts:
@@ -131,9 +138,9 @@ class NoMovementDetector:
                                        resolved_by=scan.scan_type))
             table.set_status(row, ACTIVE)
         if scan.ts >= last_ts:
-            self._set_latest(row, scan)
+            self._set_latest(row, scan, hub)
 
-    def _on_active(self, row: int, scan: Scan, out: list[Detection]) -> None:
+    def _on_active(self, row: int, scan: Scan, hub: int, out: list[Detection]) -> None:
         table, ts = self.parcels, scan.ts
         last_ts = table.last_ts[row]
         pending = self.pending.get(row)
@@ -142,9 +149,9 @@ class NoMovementDetector:
                 if pending is not None:  # a second silence: the first is certain by now
                     self._emit_pending(row, pending, out)
                 self.pending[row] = Pending(self._latest(row), ts, SCAN_TYPE_CODE[scan.scan_type])
-            self._set_latest(row, scan)
+            self._set_latest(row, scan, hub)
         elif ts == last_ts:
-            self._set_latest(row, scan)
+            self._set_latest(row, scan, hub)
         elif pending is not None and pending.anchor.ts < ts < pending.resume_ts:
             self._split(row, pending, scan)
 
@@ -160,15 +167,14 @@ class NoMovementDetector:
         else:
             del self.pending[row]
 
-    def _set_latest(self, row: int, scan: Scan) -> None:
+    def _set_latest(self, row: int, scan: Scan, hub: int) -> None:
         table = self.parcels
         table.last_ts[row] = scan.ts
         table.last_type[row] = SCAN_TYPE_CODE[scan.scan_type]
-        code = table.strings.code
-        if scan.hub_id is not None:
-            table.hub[row] = code(scan.hub_id)
+        if hub:
+            table.hub[row] = hub
         if scan.city is not None:
-            table.city[row] = code(scan.city)
+            table.city[row] = table.strings.code(scan.city)
 
     def _remember(self, row: int, scan: Scan) -> None:
         """Route, merchant and order are sent on PICKUP at least: keep what arrives."""

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from models.events import Dispute, Scan
 from models.messages import ShardTick
-from models.no_movement import NoMovementDetector
+from models.no_movement import DUPLICATE, NoMovementDetector
 from models.settings import Thresholds
 from models.signing import DisputeMatcher
 from models.watermark import Watermark
@@ -60,16 +60,18 @@ class Shard:
     def apply(self, item: ShardInput) -> list:
         self.shard = item.shard
         out: list = []
-        on_scan = self.no_movement.on_scan
+        apply_scan = self.no_movement.apply_scan
         matcher = self.disputes
         scans = duplicates = disputes = disputes_repeated = 0
         for event in item.events:
             if type(event) is Scan:
                 scans += 1
-                if on_scan(event, out) == "duplicate":
+                row = apply_scan(event, out)
+                if row == DUPLICATE:
                     duplicates += 1
-                elif event.scan_type in SIGNING_TYPES or event.dest_lat is not None:
-                    matcher.on_scan(event, out)
+                elif row >= 0 and (event.scan_type in SIGNING_TYPES
+                                   or event.dest_lat is not None):
+                    matcher.on_scan(row, event, out)
             elif type(event) is Dispute:
                 disputes += 1
                 if matcher.on_dispute(event) == "duplicate":

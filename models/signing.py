@@ -44,12 +44,10 @@ class DisputeMatcher:
 
     # -- scans ---------------------------------------------------------------------------
 
-    def on_scan(self, scan: Scan, out: list) -> None:
-        """After the parcel table applied the scan: record what disputes and routes need."""
+    def on_scan(self, row: int, scan: Scan, out: list) -> None:
+        """After the parcel table applied the scan to `row`: record what disputes and routes
+        need."""
         table = self.parcels
-        row = table.index.get(scan.waybill)
-        if row is None:
-            return
         if scan.dest_lat is not None and scan.dest_lon is not None:
             table.dest_lat[row], table.dest_lon[row] = scan.dest_lat, scan.dest_lon
         if scan.scan_type == "EXCEPTION" and scan.exception_code == "DAMAGED":
