@@ -1,20 +1,34 @@
 """Resident memory per tracked parcel.
 
     python -m benchmarks.memory --parcels 1000000 --json benchmarks/results/memory.json
+    python -m benchmarks.memory --replay 20000 1000000 \
+        --json benchmarks/results/memory-replay.json \
+        --plot benchmarks/results/memory-replay.png
 
-Feeds PICKUP scans of N distinct parcels (none finishes, none stalls: all stay tracked)
-through the shards of the real state (`models.shard.Shard`, the default 64 shards), then
-reports the growth of this process's resident memory divided by N, and the size of the
+The first feeds PICKUP scans of N distinct parcels (none finishes, none stalls: all stay
+tracked) through the shards of the real state (`models.shard.Shard`, the default 64 shards),
+then reports the growth of this process's resident memory divided by N, and the size of the
 pickled snapshots (what recovery writes) per parcel and the time to write them all.
+
+`--replay N...` measures the whole job instead: for each N, a file of N such pickups goes
+through `parcelwatch replay` in its own process, and the figure is that process's peak
+resident memory; the slope between the smallest and the largest N is what one more parcel in
+flight costs, transient copies included.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import pickle
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+
+import msgspec
 
 from benchmarks.machine import report, rss_bytes
 from benchmarks.writers import progress_bar
@@ -68,11 +82,72 @@ def measure(parcels: int, shards: int = 64, show_progress: bool = True) -> dict:
     }
 
 
+def peak_rss_of_replay(parcels: int, work: Path, show_progress: bool = True) -> int:
+    """Peak resident bytes of `parcelwatch replay` over `parcels` in-flight pickups."""
+    scans = work / f"pickups-{parcels}.jsonl"
+    encode = msgspec.json.encode
+    with scans.open("wb") as out, progress_bar(transient=not show_progress) as bar:
+        task = bar.add_task(f"writing {parcels:,} pickups", total=parcels)
+        for first in range(0, parcels, CHUNK):
+            out.write(b"".join(encode(scan) + b"\n"
+                               for scan in pickups(first, min(CHUNK, parcels - first))))
+            bar.update(task, completed=min(parcels, first + CHUNK))
+    cli = str(Path(sys.executable).with_name("parcelwatch"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
+    env["PARCELWATCH_METRICS__ENABLED"] = "false"
+    job = subprocess.Popen([cli, "replay", "--scans", str(scans), "--out", str(work / "out")],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(job.pid, 0)
+    if status:
+        raise RuntimeError(f"replay failed: {job.stderr.read()[-2000:].decode(errors='replace')}")
+    scans.unlink()
+    return usage.ru_maxrss * 1024  # KiB on Linux
+
+
+def measure_replay(sizes: list[int], show_progress: bool = True) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        peaks = {n: peak_rss_of_replay(n, Path(work), show_progress) for n in sorted(sizes)}
+    low, high = min(peaks), max(peaks)
+    slope = (peaks[high] - peaks[low]) / (high - low) if high > low else None
+    return {
+        "replay_peak_rss_bytes": {str(n): peak for n, peak in peaks.items()},
+        "replay_bytes_per_parcel_in_flight": None if slope is None else round(slope, 1),
+    }
+
+
+def plot(figures: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    peaks = {int(n): b / 2**20 for n, b in figures["replay_peak_rss_bytes"].items()}
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(list(peaks), list(peaks.values()), marker="o")
+    axes.set(xscale="log", xlabel="parcels in flight", ylabel="peak resident memory (MiB)",
+             title=f"replay: {figures['replay_bytes_per_parcel_in_flight']} bytes per parcel")
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parcels", type=int, default=1_000_000)
+    parser.add_argument("--replay", type=int, nargs="+",
+                        help="instead: peak memory of `parcelwatch replay` at these sizes")
     parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument("--plot", type=Path, help="with --replay: draw peak memory (PNG)")
     args = parser.parse_args()
+    if args.replay:
+        figures = measure_replay(args.replay)
+        if args.plot:
+            plot(figures, args.plot)
+        command = "python -m benchmarks.memory --replay " + " ".join(map(str, args.replay))
+        report("memory", command, figures, args.json)
+        return
     report("memory", f"python -m benchmarks.memory --parcels {args.parcels}",
            measure(args.parcels), args.json)
 

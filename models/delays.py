@@ -171,12 +171,12 @@ class DelayWatch:
         place = table.place[row]
         city = self.hub_cities.get(place, table.city[row]) if place else table.city[row]
         return DelayOnset(
-            waybill=table.waybill[row], onset_ts=onset_ts,
+            waybill=table.waybill(row), onset_ts=onset_ts,
             since_ts=onset_ts if since == NO_TIME else since, weather=weather,
             lat=round(lat, 5) if placed else None, lon=round(lon, 5) if placed else None,
             hub_id=text(place) or text(table.hub[row]), city=text(city),
             carrier=text(table.carrier[row]), merchant_id=text(table.merchant[row]),
-            order_id=table.order_id[row])
+            order_id=table.order_id(row))
 
     def _begin(self, row: int, onset_ts: int, weather: bool, out: list) -> None:
         self.parcels.delay_onset[row] = onset_ts
@@ -204,4 +204,4 @@ class DelayWatch:
         if held is not None and held.end_ts is None:
             held.end_ts = max(end_ts, onset)
         else:
-            out.append(DelayEnd(table.waybill[row], onset, max(end_ts, onset)))
+            out.append(DelayEnd(table.waybill(row), onset, max(end_ts, onset)))

@@ -79,8 +79,8 @@ class NoMovementDetector:
 
     def _apply(self, scan: Scan, hub: int, out: list[Detection]) -> int:
         table = self.parcels
-        row = table.index.get(scan.waybill)
-        is_new = row is None
+        row = table.find(scan.waybill)
+        is_new = row < 0
         if is_new:
             if scan.waybill in self.forgotten:
                 return UNTRACKED  # a late scan of a parcel already finished and forgotten
@@ -184,7 +184,7 @@ class NoMovementDetector:
         if scan.merchant_id is not None:
             table.merchant[row] = code(scan.merchant_id)
         if scan.order_id is not None:
-            table.order_id[row] = scan.order_id
+            table.order_ids.set(row, scan.order_id)
         if scan.origin is not None:
             table.origin[row] = code(scan.origin)
         if scan.destination is not None:
@@ -238,7 +238,7 @@ class NoMovementDetector:
             # Remember it from the event time it went stale, not from when we noticed.
             gone_at = table.last_ts[row] + self._keep(row)
             self.delays.on_free(row, gone_at, out)
-            self.forgotten.add(table.waybill[row], gone_at)
+            self.forgotten.add(table.waybill(row), gone_at)
             table.free(row)
             return
         self._arm(row)
@@ -276,13 +276,13 @@ class NoMovementDetector:
             type=NO_MOVEMENT,
             status=status,
             severity="WARNING",
-            subject=table.waybill[row],
+            subject=table.waybill(row),
             onset_ts=anchor.ts + self.limit,
             event_ts=event_ts,
             carrier=table.text(table.carrier[row]),
             merchant_id=table.text(table.merchant[row]),
-            order_id=table.order_id[row],
-            waybill=table.waybill[row],
+            order_id=table.order_id(row),
+            waybill=table.waybill(row),
             details={
                 "last_scan_type": SCAN_TYPES[anchor.scan_type],
                 "last_scan_ts": anchor.ts,

@@ -15,6 +15,7 @@ import numpy as np
 
 from models.events import SCAN_TYPES
 from models.interning import StringTable
+from models.packed import WIDTH, PackedStrings, WaybillSlots
 
 NO_TIMER = np.iinfo(np.int64).max
 NAN = float("nan")
@@ -43,9 +44,9 @@ class ParcelTable:
 
 
     def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-        self.waybill: list[str | None] = []
-        self.order_id: list[str | None] = []
+        self.waybills = WaybillSlots(WIDTH)   # and the waybill -> row index
+        self.order_ids = PackedStrings(WIDTH)
+        self.rows = 0                 # rows allocated (live or free)
         self.last_ts = array("q")
         self.timer = array("q")
         self.last_type = array("B")
@@ -78,24 +79,34 @@ class ParcelTable:
         self.counts = [0, 0, 0, 0]  # rows per status
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.rows - len(self.free_rows)
+
+    def find(self, waybill: str) -> int:
+        """The parcel's row, or -1 if it is not tracked."""
+        return self.waybills.find(waybill)
+
+    def waybill(self, row: int) -> str:
+        return self.waybills.get(row)
+
+    def order_id(self, row: int) -> str | None:
+        return self.order_ids.get(row)
 
     def add(self, waybill: str) -> int:
         """A new ACTIVE row with no timer; its columns are zeroed."""
         if self.free_rows:
             row = self.free_rows.pop()
-            self.waybill[row] = waybill
         else:
-            row = len(self.waybill)
-            self.waybill.append(waybill)
-            self.order_id.append(None)
+            row = self.rows
+            self.rows += 1
+            self.waybills.grow(self.rows)
+            self.order_ids.grow(self.rows)
             for column in (self.last_ts, self.timer, self.last_type, self.status, *self._ints(),
                            *self._evidence(), *self._times()):
                 column.append(0)
             for column in self._places():
                 column.append(NAN)
             self.fingerprints.extend((0,) * FINGERPRINTS)
-        self.index[waybill] = row
+        self.waybills.add(waybill, row)
         self.timer[row] = NO_TIMER
         self.place_since[row] = self.delay_onset[row] = NO_TIME
         self.status[row] = ACTIVE
@@ -103,10 +114,9 @@ class ParcelTable:
         return row
 
     def free(self, row: int) -> None:
-        del self.index[self.waybill[row]]
+        self.waybills.remove(row)
         self.counts[self.status[row]] -= 1
-        self.waybill[row] = None
-        self.order_id[row] = None
+        self.order_ids.set(row, None)
         self.last_ts[row] = 0
         self.timer[row] = NO_TIMER
         self.last_type[row] = 0
@@ -172,11 +182,3 @@ class ParcelTable:
     def code(self, value: str | None) -> int:
         return self.strings.code(value)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        del state["index"]  # rebuilt from the waybill column: halves the snapshot
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.index = {wb: row for row, wb in enumerate(self.waybill) if wb is not None}

@@ -146,8 +146,8 @@ class DisputeMatcher:
     def _matches(self, dispute: Dispute) -> bool:
         """The parcel is signed and the claim dated within the window after signing."""
         table = self.parcels
-        row = table.index.get(dispute.waybill)
-        if row is None or not table.flags[row] & SIGNED:
+        row = table.find(dispute.waybill)
+        if row < 0 or not table.flags[row] & SIGNED:
             return False
         return table.last_ts[row] <= dispute.ts <= table.last_ts[row] + self.window
 
@@ -155,7 +155,7 @@ class DisputeMatcher:
         if not self._matches(dispute):
             return
         table = self.parcels
-        row = table.index[dispute.waybill]
+        row = table.find(dispute.waybill)
         signed_ts = table.last_ts[row]
         text = table.text
         if dispute.kind == "DAMAGED":
@@ -179,7 +179,7 @@ class DisputeMatcher:
             dispute_id=dispute.event_id, dispute_ts=dispute.ts, waybill=dispute.waybill,
             carrier=text(table.carrier[row]),
             merchant_id=dispute.merchant_id or text(table.merchant[row]),
-            order_id=dispute.order_id or table.order_id[row],
+            order_id=dispute.order_id or table.order_id(row),
             hub_id=text(table.hub[row]), signed_ts=signed_ts, signer=signer, proof=proof,
             distance_km=None if distance is None else round(distance, 2),
             factors=tuple(factors),
