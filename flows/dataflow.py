@@ -52,11 +52,11 @@ class ShardLogic(op.StatefulBatchLogic):
         self.name = str(id(self))
 
     def on_batch(self, items: list[ShardInput]):
-        out: list[Detection] = []
+        out: list = []
         for item in items:
             out.extend(self.shard.apply(item))
         self._report()
-        return out, self.RETAIN
+        return self._for_outputs(out), self.RETAIN
 
     def notify_at(self) -> datetime | None:
         return None if self.idle_every is None else datetime.now(UTC) + self.idle_every
@@ -64,7 +64,16 @@ class ShardLogic(op.StatefulBatchLogic):
     def on_notify(self):
         out = self.shard.advance_idle(now_ms())
         self._report()
-        return out, self.RETAIN
+        return self._for_outputs(out), self.RETAIN
+
+    @staticmethod
+    def _for_outputs(out: list) -> list:
+        """Each detection on its own, and everything for the global step as one list: one
+        item through the dataflow per batch, not one per message."""
+        detections = [item for item in out if type(item) is Detection]
+        if len(detections) == len(out):
+            return detections
+        return [*detections, [item for item in out if type(item) is not Detection]]
 
     def snapshot(self) -> bytes | None:
         # The runtime asks at every epoch, recovery or not: without it, nothing is kept.

@@ -12,6 +12,7 @@ Weather warnings do not move event time: they are kept as they arrive and only n
 from __future__ import annotations
 
 import heapq
+from itertools import chain
 
 from models.clusters import ClusterBoard
 from models.detection import Detection
@@ -53,9 +54,10 @@ class Aggregate:
         self.caught_up = dict.fromkeys(self.caught_up, False)
 
     def apply(self, items: list) -> list[Detection | list[tuple[str, bytes]]]:
-        """Detections, and per scoring one list of encoded `route-scores` records."""
+        """`items`: weather warnings, and the shards' messages (one list per shard batch).
+        Returns detections, and per scoring one list of encoded `route-scores` records."""
         out: list = []
-        for item in items:
+        for item in chain.from_iterable(i if type(i) is list else (i,) for i in items):
             if type(item) is ShardTick:
                 if item.watermark is not None:
                     previous = self.marks.get(item.shard)
