@@ -13,6 +13,8 @@ rows of int32, a day is a column, and moving to a new day clears one column for 
 from __future__ import annotations
 
 import math
+from itertools import repeat
+from operator import itemgetter
 
 import msgspec
 import numpy as np
@@ -73,6 +75,13 @@ def score_tail(deliveries: int, damaged: int, rate: float, low: float, high: flo
 
 def decode_scores(records: list[tuple[str, bytes]]) -> list[RouteScore]:
     return [msgspec.json.decode(value, type=RouteScore) for _, value in records]
+
+
+def gather(items: list, indices: list[int]) -> list:
+    """[items[i] for i in indices], in one C call."""
+    if len(indices) < 2:
+        return [items[i] for i in indices]
+    return list(itemgetter(*indices)(items))
 
 
 def fit_prior(deliveries: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
@@ -244,8 +253,11 @@ class RouteBoard:
         ids, prefixes = self.ids, self.prefixes
         end = b"%d}" % window_end_ts
         listed = by_id[scored[by_id]]
-        scores = [(ids[row], prefixes[row] + tails[i] + end)
-                  for i, row in zip(listed.tolist(), rows[listed].tolist(), strict=True)]
+        routes = rows[listed].tolist()
+        # Gathered and joined by C loops (itemgetter, map, zip): no bytecode per record.
+        values = map(b"".join, zip(gather(prefixes, routes), gather(tails, listed.tolist()),
+                                   repeat(end)))
+        scores = list(zip(gather(ids, routes), values, strict=True))
 
         position = {row: i for i, row in enumerate(rows.tolist())}
 
@@ -306,7 +318,7 @@ class RouteBoard:
         inverse = inverse.reshape(-1)
         rate, low, high = (np.array([entry[i] for entry in known], dtype=np.float64)[inverse]
                            for i in range(3))
-        tails = [known[i][3] for i in inverse.tolist()]
+        tails = gather([entry[3] for entry in known], inverse.tolist())
         return rate, low, high, tails
 
     def _lanes(self, rows: np.ndarray, highs: np.ndarray
