@@ -34,6 +34,26 @@ from models.events import WeatherWarning
 from models.shard import Shard, ShardInput
 
 encode = msgspec.json.encode
+# Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
+# is laid out differently is refused with a reason, not misread.
+STATE_FORMAT = 5
+
+
+def snapshot_of(state) -> bytes:
+    return pickle.dumps((STATE_FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def restored(snapshot: bytes):
+    try:
+        stamp, state = pickle.loads(snapshot)
+    except Exception:  # an older layout: its classes may not even load
+        stamp, state = None, None
+    if stamp != STATE_FORMAT:
+        raise RuntimeError(
+            "the recovery state in the state dir was written by another version of "
+            "parcelwatch (its state format is not "
+            f"{STATE_FORMAT}): resume it with that version, or start with an empty --state-dir")
+    return state
 
 
 def now_ms() -> int:
@@ -79,7 +99,7 @@ class ShardLogic(op.StatefulBatchLogic):
         # The runtime asks at every epoch, recovery or not: without it, nothing is kept.
         if not self.recovery:
             return None
-        return pickle.dumps(self.shard, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot_of(self.shard)
 
     def _report(self) -> None:
         events = self.metrics.events
@@ -103,7 +123,7 @@ class AggregateLogic(op.StatefulBatchLogic):
     def snapshot(self) -> bytes | None:
         if not self.recovery:
             return None
-        return pickle.dumps(self.aggregate, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot_of(self.aggregate)
 
 
 class RecordMaker:
@@ -145,7 +165,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
         if resume is None:
             shard = Shard(thresholds, clock_partitions, settings.zone)
         else:
-            shard = pickle.loads(resume)
+            shard = restored(resume)
             shard.resume(clock_partitions)
         return ShardLogic(shard, metrics, idle_every, recovery)
 
@@ -163,7 +183,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
     def build_aggregate(resume: bytes | None) -> AggregateLogic:
         if resume is None:
             return AggregateLogic(Aggregate(thresholds, settings.shards), recovery)
-        aggregate = pickle.loads(resume)
+        aggregate = restored(resume)
         aggregate.resume()
         return AggregateLogic(aggregate, recovery)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+
 import msgspec
+import pytest
 from confluent_kafka import OFFSET_END, Producer
 
 from connectors.decode import BatchRouter
@@ -12,6 +15,7 @@ from flows.config import ConfigError, load_settings
 from models.events import Scan
 from models.no_movement import NoMovementDetector
 from models.settings import DAY_MS, HOUR_MS, Thresholds
+from models.shard import Shard
 
 from conftest import Detections, poison_record
 
@@ -98,3 +102,13 @@ def test_a_partition_started_at_its_end_resumes_after_a_restart_without_a_gap(br
             records.extend(batch.records)
     resumed.close()
     assert [offset for offset, _, _ in records] == [0, 1, 2]
+
+
+def test_recovery_state_of_another_layout_is_refused_with_the_reason():
+    from flows.dataflow import restored, snapshot_of
+
+    shard = Shard(Thresholds(), ["scans/0"])
+    assert type(restored(snapshot_of(shard))) is Shard
+    for older in (pickle.dumps(shard), pickle.dumps((4, shard)), b"not a pickle"):
+        with pytest.raises(RuntimeError, match="start with an empty --state-dir"):
+            restored(older)
