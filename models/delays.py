@@ -41,6 +41,17 @@ class Revealed:
         self.end_ts: int | None = None  # when it moved on (None: it is the current delay)
 
 
+class Ending:
+    """A delay end held until the watermark passes it: a scan from between the onset and
+    that end may still arrive within the allowed lateness and show the parcel moved sooner."""
+
+    __slots__ = ("end", "place")
+
+    def __init__(self, end: DelayEnd, place: int):
+        self.end = end
+        self.place = place  # hub code of the place the parcel sat at
+
+
 class DelayWatch:
     def __init__(self, thresholds: Thresholds, parcels: ParcelTable):
         self.dwell = thresholds.delay_dwell_ms
@@ -49,14 +60,14 @@ class DelayWatch:
         self.hub_positions: dict[int, tuple[float, float]] = {}
         self.hub_cities: dict[int, int] = {}
         self.revealed: dict[int, Revealed] = {}   # row -> its held dwell
+        self.ending: dict[int, Ending] = {}       # row -> its held delay end
 
     def on_scan(self, row: int, scan: Scan, hub: int, out: list) -> None:
         """After the parcel table applied an accepted scan; `hub`: its hub's code (0: none)."""
         table = self.parcels
         held = self.revealed.get(row)
-        if held is not None and held.onset.since_ts < scan.ts < held.onset.onset_ts and (
-                self._moves(held.place, scan, hub)):
-            self._cancel(row, held)  # it had moved on before it dwelt long enough
+        if scan.ts < table.last_ts[row]:
+            held = self._on_late_scan(row, held, scan, hub)
         if table.status[row] == FINISHED:
             # It may have sat too long before the scan that ends the trip: a dwell it reveals.
             at = self._place_deadline(row)
@@ -94,6 +105,23 @@ class DelayWatch:
             self._begin(row, scan.ts, True, out)
         self._arm(row)
 
+    def _on_late_scan(self, row: int, held: Revealed | None, scan: Scan, hub: int,
+                      ) -> Revealed | None:
+        """A scan older than the parcel's latest, read late: if it moved the parcel during a
+        held dwell or delay, that dwell never was one, or that delay ended sooner; the same
+        as if it had been read in time. Returns the held dwell that remains."""
+        if held is not None and self._moves(held.place, scan, hub):
+            if held.onset.since_ts < scan.ts <= held.onset.onset_ts:
+                self._cancel(row, held)  # it moved on before it dwelt long enough
+                return None
+            if held.end_ts is not None and held.onset.onset_ts < scan.ts < held.end_ts:
+                held.end_ts = scan.ts
+        ending = self.ending.get(row)
+        if (ending is not None and ending.end.onset_ts < scan.ts < ending.end.end_ts
+                and self._moves(ending.place, scan, hub)):
+            ending.end = ending.end._replace(end_ts=scan.ts)
+        return held
+
     def _arm(self, row: int) -> None:
         """Bring the row's shared timer forward to this side's deadline if it is sooner."""
         at = self.deadline(row)
@@ -111,8 +139,11 @@ class DelayWatch:
         """The row's next delay deadline: a held dwell's onset, or when the parcel will have
         dwelt long enough (NO_TIMER: neither)."""
         held = self.revealed.get(row)
-        dwell = self._dwell_deadline(row)
-        return dwell if held is None else min(held.onset.onset_ts, dwell)
+        at = self._dwell_deadline(row)
+        if held is not None:
+            at = min(at, held.onset.onset_ts)
+        ending = self.ending.get(row)
+        return at if ending is None else min(at, ending.end.end_ts)
 
     def _dwell_deadline(self, row: int) -> int:
         if self.parcels.status[row] == FINISHED:
@@ -132,6 +163,10 @@ class DelayWatch:
         held = self.revealed.get(row)
         if held is not None and held.onset.onset_ts <= watermark:
             self._release(row, held, out)
+        ending = self.ending.get(row)
+        if ending is not None and ending.end.end_ts <= watermark:
+            del self.ending[row]
+            out.append(ending.end)
         at = self._dwell_deadline(row)
         if at <= watermark:
             self._begin(row, at, False, out)
@@ -140,6 +175,8 @@ class DelayWatch:
         """Every input is caught up: nothing can show a held dwell was not one."""
         for row, held in list(self.revealed.items()):
             self._release(row, held, out)
+        out.extend(ending.end for ending in self.ending.values())
+        self.ending.clear()
 
     def on_free(self, row: int, at: int, out: list) -> None:
         """The row is forgotten (stale): whatever delay it had ends for the clusters."""
@@ -147,6 +184,9 @@ class DelayWatch:
         if held is not None:
             self._release(row, held, out)
         self._end(row, at, out)
+        ending = self.ending.pop(row, None)
+        if ending is not None:
+            out.append(ending.end)
 
     @staticmethod
     def _moves(place: int, scan: Scan, hub: int) -> bool:
@@ -186,7 +226,8 @@ class DelayWatch:
         del self.revealed[row]
         out.append(held.onset)
         if held.end_ts is not None:
-            out.append(DelayEnd(held.onset.waybill, held.onset.onset_ts, held.end_ts))
+            self._hold_end(row, DelayEnd(held.onset.waybill, held.onset.onset_ts,
+                                         held.end_ts), held.place, out)
 
     def _cancel(self, row: int, held: Revealed) -> None:
         del self.revealed[row]
@@ -204,4 +245,14 @@ class DelayWatch:
         if held is not None and held.end_ts is None:
             held.end_ts = max(end_ts, onset)
         else:
-            out.append(DelayEnd(table.waybill(row), onset, max(end_ts, onset)))
+            self._hold_end(row, DelayEnd(table.waybill(row), onset, max(end_ts, onset)),
+                           table.place[row], out)
+
+    def _hold_end(self, row: int, end: DelayEnd, place: int, out: list) -> None:
+        """Hold a delay's end until the watermark passes it; an older one held for the row
+        is certain by now (the parcel dwelt again since)."""
+        older = self.ending.get(row)
+        if older is not None:
+            out.append(older.end)
+        self.ending[row] = Ending(end, place)
+        self._arm(row)

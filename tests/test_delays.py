@@ -107,7 +107,8 @@ def test_a_dwell_revealed_by_a_newer_scan_counts_even_if_no_watermark_saw_it():
     items = run([], T0 + DWELL, detector)
     assert onsets(items) == [("W1", T0 + DWELL, False)]
     assert onsets_of(items)[0].city == "杭州"  # where it sat, not where it went
-    assert ends(items) == [("W1", T0 + DWELL, T0 + 30 * H)]
+    assert ends(items) == []  # its end waits for the watermark too
+    assert ends(run([], T0 + 30 * H, detector)) == [("W1", T0 + DWELL, T0 + 30 * H)]
 
 
 def test_a_dwell_revealed_by_the_scan_that_ends_the_trip_counts_too():
@@ -116,9 +117,8 @@ def test_a_dwell_revealed_by_the_scan_that_ends_the_trip_counts_too():
              scan("s", T0 + 30 * H, "SIGNED", signer="RECIPIENT", proof="PHOTO")]
     detector = NoMovementDetector(Thresholds())
     assert run(scans, T0, detector) == []  # held: a scan from inside it may still come
-    items = run([], T0 + DWELL, detector)
-    assert onsets(items) == [("W1", T0 + DWELL, False)]
-    assert ends(items) == [("W1", T0 + DWELL, T0 + 30 * H)]
+    assert onsets(run([], T0 + DWELL, detector)) == [("W1", T0 + DWELL, False)]
+    assert ends(run([], T0 + 30 * H, detector)) == [("W1", T0 + DWELL, T0 + 30 * H)]
 
 
 def test_a_late_scan_from_inside_a_revealed_dwell_cancels_it():
@@ -195,3 +195,19 @@ def test_delays_do_not_depend_on_when_the_watermark_moves(scans, data):
     stepwise += run([], end, detector)
     key = lambda item: (type(item).__name__, *item)  # noqa: E731
     assert sorted(stepwise, key=key) == sorted(at_the_end, key=key)
+
+
+def test_a_delay_ends_at_the_first_move_after_it_whatever_order_the_moves_are_read_in():
+    pickup = scan("p", T0, "PICKUP")
+    first, second = scan("d1", T0 + 25 * H, "DEPART"), scan("d2", T0 + 25 * H + 60_000, "DEPART")
+    in_order = run([pickup, first, second], T0 + 30 * H)
+    swapped = run([pickup, second, first], T0 + 30 * H)
+    assert ends(in_order) == ends(swapped) == [("W1", T0 + DWELL, T0 + 25 * H)]
+
+
+def test_a_delay_end_waits_for_the_watermark_to_pass_it():
+    detector = NoMovementDetector(Thresholds())
+    assert onsets(run([scan("p", T0, "PICKUP")], T0 + DWELL, detector)) == [
+        ("W1", T0 + DWELL, False)]
+    assert run([scan("d", T0 + 25 * H, "DEPART")], T0 + 25 * H - 1, detector) == []
+    assert ends(run([], T0 + 25 * H, detector)) == [("W1", T0 + DWELL, T0 + 25 * H)]
