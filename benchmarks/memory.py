@@ -121,12 +121,13 @@ def plot(figures: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    peaks = {int(n): b / 2**20 for n, b in figures["replay_peak_rss_bytes"].items()}
+    peaks = {int(n) / 1e6: b / 2**20 for n, b in figures["replay_peak_rss_bytes"].items()}
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(list(peaks), list(peaks.values()), marker="o")
-    axes.set(xscale="log", xlabel="parcels in flight", ylabel="peak resident memory (MiB)",
-             title=f"replay: {figures['replay_bytes_per_parcel_in_flight']} bytes per parcel")
-    axes.grid(True, which="both", alpha=0.3)
+    axes.set(xlabel="parcels in flight (millions)", ylabel="peak resident memory (MiB)",
+             title=f"replay: {figures['replay_bytes_per_parcel_in_flight']} bytes per parcel "
+                   "in flight (slope)")
+    axes.grid(True, alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
