@@ -1,9 +1,10 @@
 """Per-parcel state as compact columns: one row per tracked waybill.
 
 There are millions of tracked parcels, so a row is a handful of machine integers in
-`array.array` columns (no Python object per parcel besides the waybill and order id strings),
-low-cardinality strings are interned, and each row has one event-time `timer` whose meaning
-depends on its status. Due timers are found with one vectorised comparison per watermark step.
+`array.array` columns and no Python object at all: waybills and order ids are packed in
+fixed-width slots (`models.packed`, the waybill index compiled), low-cardinality strings are
+interned, and each row has one event-time `timer` whose meaning depends on its status. Due
+timers are found with one vectorised comparison per watermark step.
 """
 
 from __future__ import annotations
