@@ -97,6 +97,8 @@ cdef class WaybillSlots:
     def add(self, str waybill, Py_ssize_t row):
         """Put a waybill that is not indexed yet in an empty row."""
         cdef Py_ssize_t size
+        if not 0 <= row < self.rows:
+            raise IndexError(f"row {row} is not allocated (grow first)")
         cdef const char* data = PyUnicode_AsUTF8AndSize(waybill, &size)
         if self._fits(data, size):
             memcpy(PyByteArray_AS_STRING(self.slots) + row * self.width, data, size)
@@ -110,8 +112,12 @@ cdef class WaybillSlots:
 
     def remove(self, Py_ssize_t row):
         """Empty a row and drop it from the index."""
+        if not 0 <= row < self.rows:
+            raise IndexError(f"row {row} is not allocated")
         cdef Py_ssize_t slot = self.hashes[row] & self.mask
         while self.table[slot] != row:
+            if self.table[slot] == EMPTY:
+                raise KeyError(f"row {row} holds no waybill")
             slot = (slot + 1) & self.mask
         self.table[slot] = DELETED
         memset(PyByteArray_AS_STRING(self.slots) + row * self.width, 0, self.width)

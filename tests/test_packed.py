@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,3 +79,12 @@ def test_packed_strings_keep_none_empty_long_and_nul_values_apart():
     assert [column.get(row) for row in range(len(values))] == values
     column.set(3, "short")
     assert column.get(3) == "short" and 3 not in column.long
+
+
+def test_rows_outside_the_slots_or_without_a_waybill_are_refused():
+    slots = WaybillSlots()
+    slots.grow(1)
+    with pytest.raises(IndexError):
+        slots.add("SF1", 1)
+    with pytest.raises(KeyError):
+        slots.remove(0)
