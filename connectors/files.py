@@ -68,11 +68,10 @@ class _FileWriter(StatelessSinkPartition):
 
     def write_batch(self, items: list[OutputRecord | OutputBatch]) -> None:
         for item in items:
+            out = self.files[item.topic]
             if type(item) is OutputBatch:
-                out = self.files[item.topic]
                 out.write(b"\n".join([value for _key, value in item.records]))
             else:
-                out = self.files[item.topic]
                 out.write(item.value)
             out.write(b"\n")
 

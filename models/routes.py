@@ -259,10 +259,8 @@ class RouteBoard:
                                    repeat(end)))
         scores = list(zip(gather(ids, routes), values, strict=True))
 
-        position = {row: i for i, row in enumerate(rows.tolist())}
-
-        def stat(row: int) -> tuple:
-            i = position[row]
+        def stat(row: int) -> tuple:  # only for the few routes that fire or resolve
+            i = int(np.searchsorted(rows, row))  # rows are in row order
             return int(n[i]), int(k[i]), float(rate[i]), float(low[i]), float(high[i])
 
         detections: list[Detection] = []
