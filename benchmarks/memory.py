@@ -66,7 +66,7 @@ def measure(parcels: int, shards: int = 64, show_progress: bool = True) -> dict:
             bar.update(task, completed=min(parcels, first + CHUNK))
     gc.collect()
     after = rss_bytes()
-    tracked = sum(s.no_movement.tracked for s in state)
+    tracked = sum(s.tracker.tracked for s in state)
     started = time.perf_counter()
     snapshot = sum(len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) for s in state)
     snapshot_seconds = time.perf_counter() - started

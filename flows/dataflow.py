@@ -36,7 +36,7 @@ from models.shard import Shard, ShardInput
 encode = msgspec.json.encode
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
-STATE_FORMAT = 5
+STATE_FORMAT = 6
 
 
 def snapshot_of(state) -> bytes:
@@ -105,7 +105,7 @@ class ShardLogic(op.StatefulBatchLogic):
         events = self.metrics.events
         for (topic, outcome), count in self.shard.drain_outcomes().items():
             events.labels(topic, outcome).inc(count)
-        detector = self.shard.no_movement
+        detector = self.shard.tracker
         self.metrics.report_shard(self.name, detector.tracked, detector.stalled,
                                   self.shard.watermark.value)
 

@@ -3,8 +3,9 @@
 There are millions of tracked parcels, so a row is a handful of machine integers in
 `array.array` columns and no Python object at all: waybills and order ids are packed in
 fixed-width slots (`models.packed`, the waybill index compiled), low-cardinality strings are
-interned, and each row has one event-time `timer` whose meaning depends on its status. Due
-timers are found with one vectorised comparison per watermark step.
+interned, and each row has one event-time `timer`: the earliest deadline the trip or any
+detector wants for it. Due timers are found with one vectorised comparison per watermark
+step. Detectors declare the columns they need (`models.detectors`); the trip's are here.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ NAN = float("nan")
 DAMAGED = 1  # an EXCEPTION/DAMAGED scan or a DAMAGED dispute
 SIGNED = 2   # the SIGNED scan's evidence is recorded in the row
 
-NO_TIME = -1  # in the place_since / delay_onset columns: none
+NO_TIME = -1  # in a time column: none
 
-# Row status; the timer means: ACTIVE -> no-movement deadline, STALLED / FINISHED -> forget at.
+# The trip's status: FREE (no parcel), ACTIVE (moving), STALLED (a detector found it stuck:
+# forgotten after `stale_after_hours` of silence), FINISHED (its terminal scan came: kept for
+# the retention, then forgotten).
 FREE, ACTIVE, STALLED, FINISHED = 0, 1, 2, 3
 
 SCAN_TYPE_CODE = {name: i for i, name in enumerate(SCAN_TYPES)}
@@ -40,40 +43,29 @@ def event_fingerprint(event_id: str) -> int:
     return (zlib.crc32(data) << 32 | zlib.adler32(data)) or 1
 
 
+# The columns every row has: the trip (latest scan, status, the one timer) and the route.
+# Name -> (array typecode, value of an empty row). Detectors declare theirs besides.
+TRIP_COLUMNS: dict[str, tuple[str, int | float]] = {
+    "last_ts": ("q", 0), "timer": ("q", NO_TIMER), "last_type": ("B", 0), "status": ("B", FREE),
+    "carrier": ("I", 0), "hub": ("I", 0), "city": ("I", 0), "merchant": ("I", 0),
+    "origin": ("I", 0), "destination": ("I", 0),
+}
+
+
 class ParcelTable:
-    """Rows of parcel state addressed through a waybill -> row index."""
+    """Rows of parcel state addressed through a waybill -> row index. Each column is an
+    attribute named as declared (`table.last_ts[row]`)."""
 
-
-    def __init__(self) -> None:
+    def __init__(self, columns: dict[str, tuple[str, int | float]] | None = None) -> None:
         self.waybills = WaybillSlots(WIDTH)   # and the waybill -> row index
         self.order_ids = PackedStrings(WIDTH)
         self.rows = 0                 # rows allocated (live or free)
-        self.last_ts = array("q")
-        self.timer = array("q")
-        self.last_type = array("B")
-        self.status = array("B")
         self.fingerprints = array("Q")
-        self.carrier = array("I")
-        self.hub = array("I")
-        self.city = array("I")
-        self.merchant = array("I")
-        self.origin = array("I")
-        self.destination = array("I")
-        # Delays (for delay clusters): where the parcel sits and since when, and when its
-        # current delay began (NO_TIME: none).
-        self.place = array("I")       # hub code of the current place (0: unknown, in transit)
-        self.place_since = array("q")
-        self.delay_onset = array("q")
-        # Signing evidence and damage, for disputes and route damage rates.
-        self.signer = array("B")      # index in SIGNERS + 1, 0 = unknown
-        self.proof = array("B")       # index in PROOFS + 1, 0 = unknown
-        self.flags = array("B")       # DAMAGED
-        # Last known position (NaN: unknown): the current place while travelling, where the
-        # SIGNED scan happened once signed.
-        self.lat = array("f")
-        self.lon = array("f")
-        self.dest_lat = array("f")    # the consignee's geocode (NaN: unknown)
-        self.dest_lon = array("f")
+        self.empty: list[tuple[array, int | float]] = []
+        for name, (typecode, empty) in {**TRIP_COLUMNS, **(columns or {})}.items():
+            column = array(typecode)
+            setattr(self, name, column)
+            self.empty.append((column, empty))
         self.strings = StringTable()
         self.free_rows: list[int] = []
         self.next_timer = NO_TIMER
@@ -93,7 +85,7 @@ class ParcelTable:
         return self.order_ids.get(row)
 
     def add(self, waybill: str) -> int:
-        """A new ACTIVE row with no timer; its columns are zeroed."""
+        """A new ACTIVE row with no timer; every column holds its empty value."""
         if self.free_rows:
             row = self.free_rows.pop()
         else:
@@ -101,15 +93,10 @@ class ParcelTable:
             self.rows += 1
             self.waybills.grow(self.rows)
             self.order_ids.grow(self.rows)
-            for column in (self.last_ts, self.timer, self.last_type, self.status, *self._ints(),
-                           *self._evidence(), *self._times()):
-                column.append(0)
-            for column in self._places():
-                column.append(NAN)
+            for column, empty in self.empty:
+                column.append(empty)
             self.fingerprints.extend((0,) * FINGERPRINTS)
         self.waybills.add(waybill, row)
-        self.timer[row] = NO_TIMER
-        self.place_since[row] = self.delay_onset[row] = NO_TIME
         self.status[row] = ACTIVE
         self.counts[ACTIVE] += 1
         return row
@@ -118,30 +105,11 @@ class ParcelTable:
         self.waybills.remove(row)
         self.counts[self.status[row]] -= 1
         self.order_ids.set(row, None)
-        self.last_ts[row] = 0
-        self.timer[row] = NO_TIMER
-        self.last_type[row] = 0
-        self.status[row] = FREE
-        for column in (*self._ints(), *self._evidence(), *self._times()):
-            column[row] = 0
-        for column in self._places():
-            column[row] = NAN
+        for column, empty in self.empty:
+            column[row] = empty
         base = row * FINGERPRINTS
         self.fingerprints[base:base + FINGERPRINTS] = array("Q", (0,) * FINGERPRINTS)
         self.free_rows.append(row)
-
-    def _ints(self):
-        return (self.carrier, self.hub, self.city, self.merchant, self.origin, self.destination,
-                self.place)
-
-    def _times(self):
-        return (self.place_since, self.delay_onset)
-
-    def _evidence(self):
-        return (self.signer, self.proof, self.flags)
-
-    def _places(self):
-        return (self.lat, self.lon, self.dest_lat, self.dest_lon)
 
     def set_status(self, row: int, status: int) -> None:
         self.counts[self.status[row]] -= 1
@@ -152,6 +120,11 @@ class ParcelTable:
         self.timer[row] = at
         if at < self.next_timer:
             self.next_timer = at
+
+    def bring_forward(self, row: int, at: int) -> None:
+        """A detector's new deadline: the row's timer moves to it if it is sooner."""
+        if at < self.timer[row]:
+            self.set_timer(row, at)
 
     def is_duplicate(self, row: int, event_id: str) -> bool:
         """True if this event id was among the parcel's recent ones; else remember it."""

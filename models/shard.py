@@ -14,18 +14,17 @@ from typing import NamedTuple
 
 from models.events import Dispute, Scan
 from models.messages import ShardTick
-from models.no_movement import DUPLICATE, NoMovementDetector
 from models.settings import Thresholds
-from models.signing import DisputeMatcher
+from models.tracking import DUPLICATE, ParcelTracker
 from models.watermark import Watermark
+
+RECORD_TOPICS = {Dispute: "disputes"}  # records besides scans, by the topic they come from
 
 
 def shard_of(waybill: str, shards: int) -> int:
     """Stable across processes and restarts (unlike `hash()`)."""
     return zlib.crc32(waybill.encode()) % shards
 
-
-SIGNING_TYPES = frozenset({"SIGNED", "EXCEPTION"})
 
 
 class ShardInput(NamedTuple):
@@ -44,8 +43,7 @@ class Shard:
                  zone: str = "Asia/Shanghai"):
         self.thresholds = thresholds
         self.watermark = Watermark(partitions, thresholds.lateness_ms)
-        self.no_movement = NoMovementDetector(thresholds)
-        self.disputes = DisputeMatcher(thresholds, zone, self.no_movement.parcels)
+        self.tracker = ParcelTracker(thresholds, zone)
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> count
         self.shard = 0
         self.last_tick: ShardTick | None = None
@@ -60,27 +58,19 @@ class Shard:
     def apply(self, item: ShardInput) -> list:
         self.shard = item.shard
         out: list = []
-        apply_scan = self.no_movement.apply_scan
-        matcher = self.disputes
-        scans = duplicates = disputes = disputes_repeated = 0
+        on_scan, on_record = self.tracker.on_scan, self.tracker.on_record
+        outcomes = self.outcomes
+        scans = duplicates = 0
         for event in item.events:
             if type(event) is Scan:
                 scans += 1
-                row = apply_scan(event, out)
-                if row == DUPLICATE:
+                if on_scan(event, out) == DUPLICATE:
                     duplicates += 1
-                elif row >= 0 and (event.scan_type in SIGNING_TYPES
-                                   or event.dest_lat is not None):
-                    matcher.on_scan(row, event, out)
-            elif type(event) is Dispute:
-                disputes += 1
-                if matcher.on_dispute(event) == "duplicate":
-                    disputes_repeated += 1
-        outcomes = self.outcomes
+            else:
+                topic = RECORD_TOPICS[type(event)]
+                outcomes[topic, "duplicate" if on_record(event, out) else "accepted"] += 1
         outcomes["scans", "accepted"] += scans - duplicates
         outcomes["scans", "duplicate"] += duplicates
-        outcomes["disputes", "accepted"] += disputes - disputes_repeated
-        outcomes["disputes", "duplicate"] += disputes_repeated
         self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         self._advance(out)
         return out
@@ -95,15 +85,10 @@ class Shard:
     def _advance(self, out: list) -> None:
         watermark = self.watermark.value
         if watermark is not None:
-            # Claims first: a claim needs its signed parcel, which may be freed at this
-            # watermark but was still there at the claim's time.
-            self.disputes.on_watermark(watermark, out)
-            self.no_movement.on_watermark(watermark, out)
+            self.tracker.on_watermark(watermark, out)
         caught_up = self.watermark.all_caught_up
         if caught_up:
-            self.no_movement.flush_resolved(out)
-            self.no_movement.delays.flush(out)
-            self.disputes.flush(out)
+            self.tracker.flush(out)
         tick = ShardTick(self.shard, watermark, caught_up)
         if tick != self.last_tick or len(out):
             self.last_tick = tick

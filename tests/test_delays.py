@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from models.events import Scan
 from models.messages import DelayEnd, DelayOnset
-from models.no_movement import NoMovementDetector
 from models.settings import HOUR_MS, Thresholds
+from models.tracking import ParcelTracker
 
 T0 = 1_790_000_000_000
 H = HOUR_MS
@@ -24,10 +24,10 @@ def scan(event_id: str, ts: int, kind: str = "ARRIVE", waybill: str = "W1",
                 hub_id=hub, city="杭州" if hub else None, lat=lat, lon=lon, **fields)
 
 
-def run(scans: list[Scan], watermark: int, detector: NoMovementDetector | None = None
+def run(scans: list[Scan], watermark: int, detector: ParcelTracker | None = None
         ) -> list:
     """Delay onsets and ends only (not the NO_MOVEMENT alerts)."""
-    detector = detector or NoMovementDetector(Thresholds())
+    detector = detector or ParcelTracker(Thresholds())
     out: list = []
     for s in scans:
         detector.on_scan(s, out)
@@ -58,7 +58,7 @@ def test_other_exception_codes_are_no_delay_by_themselves():
 
 
 def test_dwelling_at_one_place_is_a_delay_exactly_at_the_dwell_deadline():
-    detector = NoMovementDetector(Thresholds())
+    detector = ParcelTracker(Thresholds())
     assert run([scan("a", T0)], T0 + DWELL - 1, detector) == []
     items = run([], T0 + DWELL, detector)
     assert onsets(items) == [("W1", T0 + DWELL, False)]
@@ -84,7 +84,7 @@ def test_a_parcel_in_transit_has_no_dwell_clock():
 
 def test_moving_on_ends_the_delay():
     scans = [scan("a", T0), scan("d", T0 + 30 * H, "DEPART")]
-    detector = NoMovementDetector(Thresholds())
+    detector = ParcelTracker(Thresholds())
     first = run(scans[:1], T0 + DWELL, detector)
     assert onsets(first) == [("W1", T0 + DWELL, False)]
     assert ends(run(scans[1:], T0 + 30 * H, detector)) == [("W1", T0 + DWELL, T0 + 30 * H)]
@@ -102,7 +102,7 @@ def test_a_dwell_revealed_by_a_newer_scan_counts_even_if_no_watermark_saw_it():
     # The parcel's partition is read ahead: its next scan is read while the watermark is
     # still far behind the dwell deadline.
     scans = [scan("a", T0), scan("b", T0 + 30 * H, "ARRIVE", hub="SH01", position=(31.2, 121.5))]
-    detector = NoMovementDetector(Thresholds())
+    detector = ParcelTracker(Thresholds())
     assert run(scans, T0, detector) == []  # held: a scan from inside it may still come
     items = run([], T0 + DWELL, detector)
     assert onsets(items) == [("W1", T0 + DWELL, False)]
@@ -115,7 +115,7 @@ def test_a_dwell_revealed_by_the_scan_that_ends_the_trip_counts_too():
     # Signed 30 h after it went out for delivery, read before the watermark saw the dwell.
     scans = [scan("a", T0, "OUT_FOR_DELIVERY"),
              scan("s", T0 + 30 * H, "SIGNED", signer="RECIPIENT", proof="PHOTO")]
-    detector = NoMovementDetector(Thresholds())
+    detector = ParcelTracker(Thresholds())
     assert run(scans, T0, detector) == []  # held: a scan from inside it may still come
     assert onsets(run([], T0 + DWELL, detector)) == [("W1", T0 + DWELL, False)]
     assert ends(run([], T0 + 30 * H, detector)) == [("W1", T0 + DWELL, T0 + 30 * H)]
@@ -128,10 +128,10 @@ def test_a_late_scan_from_inside_a_revealed_dwell_cancels_it():
 
 
 def test_a_dwell_held_until_every_input_is_caught_up_is_released_then():
-    detector = NoMovementDetector(Thresholds())
+    detector = ParcelTracker(Thresholds())
     run([scan("a", T0), scan("c", T0 + 30 * H, "DEPART")], T0, detector)
     out: list = []
-    detector.delays.flush(out)
+    detector.flush(out)
     assert onsets(out) == [("W1", T0 + DWELL, False)] and len(ends(out)) == 1
 
 
@@ -148,7 +148,7 @@ def test_a_delay_with_no_known_position_is_still_reported_without_one():
 
 def test_a_delayed_parcel_forgotten_as_stale_ends_its_delay():
     thresholds = Thresholds()
-    items = run([scan("a", T0)], T0 + 40 * 24 * H, NoMovementDetector(thresholds))
+    items = run([scan("a", T0)], T0 + 40 * 24 * H, ParcelTracker(thresholds))
     assert onsets(items) == [("W1", T0 + DWELL, False)]
     assert ends(items) == [("W1", T0 + DWELL, T0 + thresholds.stale_after_ms)]
 
@@ -189,7 +189,7 @@ def test_delays_do_not_depend_on_when_the_watermark_moves(scans, data):
     ordered = sorted(scans, key=lambda s: s.ts)
     end = ordered[-1].ts
     at_the_end = run(ordered, end)
-    detector, stepwise = NoMovementDetector(Thresholds()), []
+    detector, stepwise = ParcelTracker(Thresholds()), []
     for s in ordered:
         stepwise += run([s], s.ts - 1 if data.draw(st.booleans()) else T0, detector)
     stepwise += run([], end, detector)
@@ -206,7 +206,7 @@ def test_a_delay_ends_at_the_first_move_after_it_whatever_order_the_moves_are_re
 
 
 def test_a_delay_end_waits_for_the_watermark_to_pass_it():
-    detector = NoMovementDetector(Thresholds())
+    detector = ParcelTracker(Thresholds())
     assert onsets(run([scan("p", T0, "PICKUP")], T0 + DWELL, detector)) == [
         ("W1", T0 + DWELL, False)]
     assert run([scan("d", T0 + 25 * H, "DEPART")], T0 + 25 * H - 1, detector) == []

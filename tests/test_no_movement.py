@@ -1,4 +1,4 @@
-"""NO_MOVEMENT (contract section 3) through models.no_movement and models.shard."""
+"""NO_MOVEMENT (contract section 3) through its detector, the tracker and the shard."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from models.detection import Detection
 from models.events import TERMINAL_SCAN_TYPES, Scan
-from models.no_movement import NoMovementDetector
 from models.settings import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
+from models.tracking import DUPLICATE, UNTRACKED, ParcelTracker
 
 from conftest import Detections
 
@@ -48,7 +48,7 @@ def summary(detections: list[Detection]) -> list[tuple[str, str, int]]:
     return [(d.waybill, d.status, d.event_ts) for d in detections]
 
 
-def run(detector: NoMovementDetector, scans: list[Scan], watermark: int) -> list[Detection]:
+def run(detector: ParcelTracker, scans: list[Scan], watermark: int) -> list[Detection]:
     out = Detections()
     for s in scans:
         detector.on_scan(s, out)
@@ -71,13 +71,13 @@ def test_fires_at_last_scan_plus_72h_once_the_watermark_reaches_it():
     out = feed(shard, [], deadline + LATE)
     assert summary(out) == [("W1", "FIRING", deadline)]
     assert out[0].type == "NO_MOVEMENT"
-    assert shard.no_movement.stalled == 1
+    assert shard.tracker.stalled == 1
     # One FIRING per stall: later watermarks do not repeat it.
     assert feed(shard, [], deadline + 50 * H) == []
 
 
 def test_detector_fires_exactly_at_the_deadline_not_a_millisecond_before():
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = Detections()
     det.on_scan(pickup("W1", T0), out)
     det.on_watermark(T0 + LIMIT - 1, out)
@@ -87,7 +87,7 @@ def test_detector_fires_exactly_at_the_deadline_not_a_millisecond_before():
 
 
 def test_configured_threshold_is_used():
-    det = NoMovementDetector(Thresholds(no_movement_hours=48))
+    det = ParcelTracker(Thresholds(no_movement_hours=48))
     out = run(det, [pickup("W1", T0)], T0 + 48 * H)
     assert summary(out) == [("W1", "FIRING", T0 + 48 * H)]
 
@@ -103,7 +103,7 @@ def test_resolved_has_the_same_alert_id_and_the_new_scans_ts():
     assert resolved.status == "RESOLVED"
     assert resolved.event_ts == T0 + 90 * H
     assert resolved.alert_id == firing.alert_id
-    assert shard.no_movement.stalled == 0
+    assert shard.tracker.stalled == 0
     # A second stall is a different alert.
     [again] = feed(shard, [], T0 + 90 * H + LIMIT + LATE)
     assert (again.status, again.event_ts) == ("FIRING", T0 + 90 * H + LIMIT)
@@ -113,7 +113,7 @@ def test_resolved_has_the_same_alert_id_and_the_new_scans_ts():
 def test_a_silence_already_over_when_read_gives_firing_and_resolved():
     # The next scan arrives before the watermark reached the deadline: both records follow
     # once the watermark passes it, with the same alert id.
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = Detections()
     det.on_scan(pickup("W1", T0), out)
     det.on_scan(scan("W1-a", "W1", T0 + 100 * H), out)
@@ -129,7 +129,7 @@ def test_a_silence_already_over_when_read_gives_firing_and_resolved():
 
 def test_alert_id_is_deterministic_across_runs():
     def once():
-        det = NoMovementDetector(Thresholds())
+        det = ParcelTracker(Thresholds())
         return [d.alert_id for d in run(det, [pickup("W1", T0), pickup("W2", T0 + H)],
                                          T0 + 100 * H)]
 
@@ -139,7 +139,7 @@ def test_alert_id_is_deterministic_across_runs():
 
 
 def test_a_scan_exactly_at_the_deadline_does_not_fire():
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = run(det, [pickup("W1", T0), scan("W1-a", "W1", T0 + LIMIT)], T0 + LIMIT + H)
     assert out == []
 
@@ -148,18 +148,18 @@ def test_a_scan_exactly_at_the_deadline_does_not_fire():
 
 
 def test_duplicate_event_id_is_reported_and_changes_nothing():
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = Detections()
     first = pickup("W1", T0)
-    assert det.on_scan(first, out) == "accepted"
-    assert det.on_scan(first, out) == "duplicate"
+    assert det.on_scan(first, out) >= 0
+    assert det.on_scan(first, out) == DUPLICATE
     # The same event id with other content is still the same event.
-    assert det.on_scan(scan("W1-pickup", "W1", T0 + 50 * H), out) == "duplicate"
+    assert det.on_scan(scan("W1-pickup", "W1", T0 + 50 * H), out) == DUPLICATE
     det.on_watermark(T0 + LIMIT, out)
     assert summary(out) == [("W1", "FIRING", T0 + LIMIT)]
     moved = scan("W1-a", "W1", T0 + 80 * H)
-    assert det.on_scan(moved, out) == "accepted"
-    assert det.on_scan(moved, out) == "duplicate"
+    assert det.on_scan(moved, out) >= 0
+    assert det.on_scan(moved, out) == DUPLICATE
     det.on_watermark(T0 + 81 * H, out)
     assert summary(out[1:]) == [("W1", "RESOLVED", T0 + 80 * H)]
     assert det.tracked == 1
@@ -170,8 +170,8 @@ def test_duplicates_do_not_change_the_detections():
              scan("W1-a", "W1", T0 + 80 * H), pickup("W2", T0 + 2 * H),
              scan("W2-s", "W2", T0 + 90 * H, "SIGNED", signer="LOCKER", proof="PICKUP_CODE")]
     doubled = [s for s in scans for _ in range(2)]
-    plain = run(NoMovementDetector(Thresholds()), scans, T0 + 400 * H)
-    det = NoMovementDetector(Thresholds())
+    plain = run(ParcelTracker(Thresholds()), scans, T0 + 400 * H)
+    det = ParcelTracker(Thresholds())
     twice = run(det, doubled, T0 + 400 * H)
     assert summary(twice) == summary(plain)
     assert len(plain) == 5  # W1 stalls twice, W2 once before it was signed
@@ -188,26 +188,26 @@ def test_shard_counts_duplicates():
 def test_a_repeat_of_an_older_event_changes_nothing():
     # Fingerprints of the last 4 events are kept per parcel. An older repeat may be counted
     # as accepted, but it is older than the parcel's latest scan, so it cannot move it.
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = Detections()
     first = pickup("W1", T0)
     det.on_scan(first, out)
     for k in range(1, 6):
-        assert det.on_scan(scan(f"W1-{k}", "W1", T0 + k * H, "DEPART"), out) == "accepted"
+        assert det.on_scan(scan(f"W1-{k}", "W1", T0 + k * H, "DEPART"), out) >= 0
     det.on_scan(first, out)
     det.on_watermark(T0 + 5 * H + 72 * H, out)
     assert summary(out) == [("W1", "FIRING", T0 + 5 * H + 72 * H)]
 
 
 def test_a_repeat_after_the_parcel_was_forgotten_does_not_revive_it():
-    det = NoMovementDetector(Thresholds(dispute_window_days=1))
+    det = ParcelTracker(Thresholds(dispute_window_days=1))
     out = Detections()
     first = pickup("W1", T0)
     det.on_scan(first, out)
     det.on_scan(scan("W1-s", "W1", T0 + 10 * H, "SIGNED"), out)
     det.on_watermark(T0 + 40 * H, out)  # past the 24 h retention: the row is freed
     assert det.tracked == 0
-    assert det.on_scan(first, out) == "accepted"
+    assert det.on_scan(first, out) == UNTRACKED  # accepted, not tracked again
     assert det.tracked == 0
     for day in range(2, 14):
         det.on_watermark(T0 + day * DAY_MS, out)
@@ -216,7 +216,7 @@ def test_a_repeat_after_the_parcel_was_forgotten_does_not_revive_it():
 
 def test_a_stale_stall_that_is_forgotten_never_fires_again():
     thresholds = Thresholds(stale_after_days=5)
-    det = NoMovementDetector(thresholds)
+    det = ParcelTracker(thresholds)
     out = Detections()
     det.on_scan(pickup("W1", T0), out)
     det.on_watermark(T0 + 6 * DAY_MS, out)  # fired at 72 h, freed after 5 days
@@ -231,7 +231,7 @@ def test_a_stale_stall_that_is_forgotten_never_fires_again():
 
 def test_signed_and_returned_parcels_never_fire():
     for terminal in sorted(TERMINAL_SCAN_TYPES):
-        det = NoMovementDetector(Thresholds())
+        det = ParcelTracker(Thresholds())
         scans = [pickup("W1", T0), scan("W1-t", "W1", T0 + 10 * H, terminal),
                  scan("W2-t", "W2", T0 + 20 * H, terminal)]  # first seen already terminal
         out = Detections()
@@ -243,7 +243,7 @@ def test_signed_and_returned_parcels_never_fire():
 
 
 def test_stalled_then_signed_resolves_and_never_fires_again():
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = run(det, [pickup("W1", T0)], T0 + LIMIT)
     signed = scan("W1-s", "W1", T0 + 100 * H, "SIGNED", signer="RECIPIENT", proof="SIGNATURE")
     det.on_scan(signed, out)
@@ -356,7 +356,7 @@ def test_a_partition_read_ahead_never_makes_a_slower_ones_parcel_stalled():
 
 def test_finished_parcel_is_freed_after_the_dispute_window():
     # Kept max(finished_retention_hours, dispute_window_days): a claim may come that late.
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     signed_at = T0 + 10 * H
     run(det, [pickup("W1", T0), scan("W1-s", "W1", signed_at, "SIGNED")], T0 + 11 * H)
     assert det.tracked == 1
@@ -367,13 +367,13 @@ def test_finished_parcel_is_freed_after_the_dispute_window():
 
 
 def test_finished_retention_is_configurable():
-    det = NoMovementDetector(Thresholds(finished_retention_hours=2, dispute_window_days=0.05))
+    det = ParcelTracker(Thresholds(finished_retention_hours=2, dispute_window_days=0.05))
     run(det, [scan("W1-s", "W1", T0, "RETURNED")], T0 + 2 * H)
     assert det.tracked == 0
 
 
 def test_stalled_parcel_is_freed_after_stale_after_days():
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = run(det, [pickup("W1", T0)], T0 + LIMIT)
     assert len(out) == 1
     assert (det.tracked, det.stalled) == (1, 1)
@@ -390,14 +390,14 @@ def test_resolved_then_signed_parcel_is_freed():
     feed(shard, [], T0 + LIMIT + LATE)
     feed(shard, [scan("W1-s", "W1", T0 + 80 * H, "SIGNED")], T0 + 80 * H)
     feed(shard, [], T0 + 80 * H + 15 * DAY_MS + LATE, caught_up=True)
-    assert shard.no_movement.tracked == 0
+    assert shard.tracker.tracked == 0
 
 
 # -- record contents --------------------------------------------------------------------------
 
 
 def test_details_and_merchant_fields():
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     scans = [
         pickup("W1", T0, carrier="ZTO", merchant_id="M42", order_id="O-9001",
                origin="深圳", destination="成都", hub_id="SZ01", city="深圳"),
@@ -429,7 +429,7 @@ def test_details_and_merchant_fields():
 
 
 def test_merchant_remembered_when_pickup_is_not_the_first_scan_read():
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     scans = [scan("W1-d", "W1", T0 + H, "DEPART"), pickup("W1", T0, merchant_id="M7",
                                                            order_id="O7")]
     [firing] = run(det, scans, T0 + H + LIMIT)

@@ -9,8 +9,8 @@ import pytest
 from alerts.notifications import Notifier
 from alerts.records import Alert, to_alert
 from models.events import Scan
-from models.no_movement import NoMovementDetector
 from models.settings import HOUR_MS, Thresholds
+from models.tracking import ParcelTracker
 
 from conftest import Detections
 
@@ -27,7 +27,7 @@ def scan(event_id: str, waybill: str, ts: int, scan_type: str, **fields) -> Scan
 def no_movement_alerts(waybill: str = "YT9000001", merchant_id: str | None = "M-88",
                        last_scan: int = LAST_SCAN) -> tuple[Alert, Alert]:
     """A FIRING and its RESOLVED, from the detector."""
-    det = NoMovementDetector(Thresholds())
+    det = ParcelTracker(Thresholds())
     out = Detections()
     det.on_scan(scan(f"{waybill}-p", waybill, last_scan - 10 * HOUR_MS, "PICKUP",
                      merchant_id=merchant_id, order_id="ORD-5", hub_id="GZ01", city="广州"),

@@ -13,9 +13,9 @@ from connectors.kafka import _PartitionReader, client_config, ensure_topics
 from connectors.records import RawBatch
 from flows.config import ConfigError, load_settings
 from models.events import Scan
-from models.no_movement import NoMovementDetector
 from models.settings import DAY_MS, HOUR_MS, Thresholds
 from models.shard import Shard
+from models.tracking import ParcelTracker
 
 from conftest import Detections, poison_record
 
@@ -71,7 +71,7 @@ def scan(event_id: str, waybill: str, ts: int, kind: str = "ARRIVE") -> Scan:
 
 def test_a_stall_past_the_stale_horizon_gives_the_same_answer_however_it_is_batched():
     def run(batches: list[list[Scan]]) -> list[tuple]:
-        detector, out = NoMovementDetector(Thresholds()), Detections()
+        detector, out = ParcelTracker(Thresholds()), Detections()
         for batch in batches:
             for item in batch:
                 detector.on_scan(item, out)

@@ -673,7 +673,7 @@ def test_claim_fires_when_the_watermark_jumps_past_the_window(claim_at, dispute_
         assert pipeline.claims == []
         pipeline.feed(SCANS, jump, caught_up=True)
     assert pipeline.shard.watermark.value == S + 40 * D - LATE
-    assert pipeline.shard.no_movement.parcels.find("W1") < 0  # freed in that step
+    assert pipeline.shard.tracker.parcels.find("W1") < 0  # freed in that step
     [alert] = pipeline.claims
     assert (alert.waybill, alert.event_ts, alert.details["signed_ts"]) == ("W1", S + claim_at, S)
 

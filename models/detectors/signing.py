@@ -16,27 +16,44 @@ from __future__ import annotations
 import heapq
 import math
 from datetime import UTC, datetime
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 
+from models.detectors import Columns, Detector, Prior
 from models.events import TERMINAL_SCAN_TYPES, Dispute, Proof, Scan, Signer
 from models.geo import haversine_km
 from models.messages import DisputeCandidate, RouteEvent, Signed
-from models.parcels import DAMAGED, FINISHED, NAN, SCAN_TYPE_CODE, SIGNED, ParcelTable
+from models.parcels import DAMAGED, FINISHED, NAN, SCAN_TYPE_CODE, SIGNED
 from models.privacy import mask_personal_data
-from models.settings import DAY_MS, Thresholds
+from models.settings import DAY_MS
 
 SIGNERS: tuple[str, ...] = Signer.__args__
 PROOFS: tuple[str, ...] = Proof.__args__
 
 
-class DisputeMatcher:
-    def __init__(self, thresholds: Thresholds, zone: str, parcels: ParcelTable):
-        self.thresholds = thresholds
+SIGNING_TYPES = frozenset({"SIGNED", "EXCEPTION"})
+
+
+class DisputeMatcher(Detector):
+    columns: ClassVar[Columns] = {
+        "signer": ("B", 0),    # index in SIGNERS + 1, 0 = unknown
+        "proof": ("B", 0),     # index in PROOFS + 1, 0 = unknown
+        "flags": ("B", 0),     # DAMAGED, SIGNED
+        "lat": ("f", NAN),     # where the SIGNED scan happened, once signed
+        "lon": ("f", NAN),
+        "dest_lat": ("f", NAN),  # the consignee's geocode
+        "dest_lon": ("f", NAN),
+    }
+    records = (Dispute,)
+
+    def __init__(self, thresholds, parcels, zone):
+        super().__init__(thresholds, parcels, zone)
         self.window = thresholds.dispute_window_ms
+        # Signed parcels must stay for the dispute window: a claim may come that late.
+        self.keep_finished_ms = self.window
         self.zone = ZoneInfo(zone)
-        self.parcels = parcels
         self.queue: list[tuple[int, int, Dispute]] = []   # (ts, seq, dispute), by ts
         self.seen: dict[str, int] = {}                     # dispute event id -> ts
         self.seq = 0
@@ -44,9 +61,10 @@ class DisputeMatcher:
 
     # -- scans ---------------------------------------------------------------------------
 
-    def on_scan(self, row: int, scan: Scan, out: list) -> None:
-        """After the parcel table applied the scan to `row`: record what disputes and routes
-        need."""
+    def on_scan(self, row: int, scan: Scan, hub: int, prior: Prior, out: list) -> None:
+        """Record what disputes and routes need."""
+        if scan.scan_type not in SIGNING_TYPES and scan.dest_lat is None:
+            return
         table = self.parcels
         if scan.dest_lat is not None and scan.dest_lon is not None:
             table.dest_lat[row], table.dest_lon[row] = scan.dest_lat, scan.dest_lon
@@ -108,17 +126,17 @@ class DisputeMatcher:
 
     # -- disputes ------------------------------------------------------------------------
 
-    def on_dispute(self, dispute: Dispute) -> str:
+    def on_record(self, dispute: Dispute, out: list) -> bool:
         """Queue a claim until the watermark passes it; repeats of an event id are ignored."""
         if dispute.event_id in self.seen:  # claims are few: keep their ids whole
-            return "duplicate"
+            return True
         self.seen[dispute.event_id] = dispute.ts
         if dispute.kind in ("NOT_RECEIVED", "DAMAGED"):
             if dispute.note is not None:  # state is snapshotted to disk: keep it masked there
                 dispute = msgspec.structs.replace(dispute, note=mask_personal_data(dispute.note))
             self.seq += 1
             heapq.heappush(self.queue, (dispute.ts, self.seq, dispute))
-        return "accepted"
+        return False
 
     def on_watermark(self, watermark: int, out: list) -> None:
         queue = self.queue

@@ -7,12 +7,12 @@ through scans that do not move it (`EXCEPTION` or `DELIVERY_FAILED` at the same 
 `DEPART` the parcel is in transit: long legs are normal, so no dwell clock runs. The delay ends
 when the parcel moves on or its trip ends.
 
-The dwell deadline shares the row's one event-time timer with NO_MOVEMENT (the earlier of the
-two), so it fires on the same watermark. A dwell that a newer scan reveals (the parcel scanned
-again after more than the dwell, read before the watermark got there) counts too; it is held
-until the watermark passes its onset, like NO_MOVEMENT's pending silences, because a scan
-from inside it may still arrive within the allowed lateness. So what is found never depends
-on how partitions were interleaved.
+The dwell deadline shares the row's one event-time timer with the other detectors (the
+earliest wins), so it fires on the same watermark. A dwell that a newer scan reveals (the
+parcel scanned again after more than the dwell, read before the watermark got there) counts
+too; it is held until the watermark passes its onset, like NO_MOVEMENT's pending silences,
+because a scan from inside it may still arrive within the allowed lateness. So what is found
+never depends on how partitions were interleaved.
 
 Each onset and end goes to the global step, which clusters them (`models.clusters`).
 """
@@ -20,11 +20,12 @@ Each onset and end goes to the global step, which clusters them (`models.cluster
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
+from models.detectors import Columns, Detector, Prior
 from models.events import Scan
 from models.messages import DelayEnd, DelayOnset
-from models.parcels import FINISHED, NO_TIME, NO_TIMER, ParcelTable
-from models.settings import Thresholds
+from models.parcels import FINISHED, NAN, NO_TIME, NO_TIMER
 
 ARRIVING_TYPES = frozenset({"PICKUP", "ARRIVE", "OUT_FOR_DELIVERY"})
 
@@ -52,18 +53,25 @@ class Ending:
         self.place = place  # hub code of the place the parcel sat at
 
 
-class DelayWatch:
-    def __init__(self, thresholds: Thresholds, parcels: ParcelTable):
+class DelayWatch(Detector):
+    columns: ClassVar[Columns] = {
+        "place": ("I", 0),             # hub code of the current place (0: unknown, in transit)
+        "place_since": ("q", NO_TIME),
+        "delay_onset": ("q", NO_TIME),  # when its current delay began
+        "lat": ("f", NAN),              # where it is (shared with signing, which keeps where
+        "lon": ("f", NAN),              # it was signed)
+    }
+
+    def __init__(self, thresholds, parcels, zone):
+        super().__init__(thresholds, parcels, zone)
         self.dwell = thresholds.delay_dwell_ms
-        self.parcels = parcels
         # Hub code -> known (lat, lon) and city code, for scans that come without them.
         self.hub_positions: dict[int, tuple[float, float]] = {}
         self.hub_cities: dict[int, int] = {}
         self.revealed: dict[int, Revealed] = {}   # row -> its held dwell
         self.ending: dict[int, Ending] = {}       # row -> its held delay end
 
-    def on_scan(self, row: int, scan: Scan, hub: int, out: list) -> None:
-        """After the parcel table applied an accepted scan; `hub`: its hub's code (0: none)."""
+    def on_scan(self, row: int, scan: Scan, hub: int, prior: Prior, out: list) -> None:
         table = self.parcels
         held = self.revealed.get(row)
         if scan.ts < table.last_ts[row]:
@@ -75,7 +83,6 @@ class DelayWatch:
                 self._reveal(row, at, held, out)
             self._end(row, table.last_ts[row], out)
             table.place_since[row] = NO_TIME
-            self._arm(row)
             return
         if scan.ts != table.last_ts[row]:
             return  # older than the parcel's latest scan: it moves nothing now
@@ -103,7 +110,6 @@ class DelayWatch:
             if table.place_since[row] == NO_TIME:  # stopped on the way: here and now
                 self._set_position(row, scan, hub, has_position)
             self._begin(row, scan.ts, True, out)
-        self._arm(row)
 
     def _on_late_scan(self, row: int, held: Revealed | None, scan: Scan, hub: int,
                       ) -> Revealed | None:
@@ -124,9 +130,7 @@ class DelayWatch:
 
     def _arm(self, row: int) -> None:
         """Bring the row's shared timer forward to this side's deadline if it is sooner."""
-        at = self.deadline(row)
-        if at < self.parcels.timer[row]:
-            self.parcels.set_timer(row, at)
+        self.parcels.bring_forward(row, self.deadline(row))
 
     def _reveal(self, row: int, at: int, held: Revealed | None, out: list) -> None:
         """A dwell the scan just read reveals: held until the watermark passes `at`."""

@@ -1,0 +1,199 @@
+"""The parcel's trip, kept once for every per-parcel detector of a shard.
+
+For each scan the tracker looks the waybill up once, drops a repeated event id, records the
+route and the latest scan, moves the trip's status (a terminal scan finishes it, a newer scan
+revives a stalled one) and then hands the scan to each detector (`models.detectors`) with the
+row as it was before. Each row has one event-time timer: the earliest of the trip's own
+deadline (forget a finished or stalled parcel) and every detector's. When the watermark
+passes it, every detector sees the row due; a row no detector keeps is freed once its trip's
+retention has passed, and its waybill is remembered as forgotten, so a late scan does not start
+tracking it again.
+"""
+
+from __future__ import annotations
+
+from models.detectors import Detector, Prior
+from models.detectors.delays import DelayWatch
+from models.detectors.no_movement import NoMovementDetector
+from models.detectors.signing import DisputeMatcher
+from models.events import TERMINAL_SCAN_TYPES, Scan
+from models.forgotten import ForgottenWaybills
+from models.parcels import ACTIVE, FINISHED, FREE, NO_TIMER, SCAN_TYPE_CODE, STALLED, ParcelTable
+from models.settings import Thresholds
+
+# Every per-parcel detector, in the order each sees a scan or a due row.
+DETECTORS: tuple[type[Detector], ...] = (NoMovementDetector, DelayWatch, DisputeMatcher)
+
+# What `on_scan` returns instead of a row.
+DUPLICATE = -1   # a repeated event id: nothing changed
+UNTRACKED = -2   # accepted, but about a parcel no longer tracked (finished and forgotten)
+NEW = Prior(FREE, 0, 0, 0, 0)
+
+
+class ParcelTracker:
+    def __init__(self, thresholds: Thresholds, zone: str = "Asia/Shanghai",
+                 detectors: tuple[type[Detector], ...] = DETECTORS):
+        columns: dict = {}
+        for kind in detectors:
+            columns.update(kind.columns)
+        self.parcels = ParcelTable(columns)
+        self.detectors = [kind(thresholds, self.parcels, zone) for kind in detectors]
+        self.handlers = {record: d.on_record for d in self.detectors for record in d.records}
+        self.stale_after = thresholds.stale_after_ms
+        self.retention = max(thresholds.finished_retention_ms,
+                             *(d.keep_finished_ms for d in self.detectors))
+        self.forgotten = ForgottenWaybills(thresholds.forget_after_ms)
+
+    def detector(self, kind: type[Detector]) -> Detector:
+        return next(d for d in self.detectors if type(d) is kind)
+
+    # -- records -------------------------------------------------------------------------
+
+    def on_scan(self, scan: Scan, out: list) -> int:
+        """Apply one scan; append what the detectors find to `out`; return the parcel's row,
+        or DUPLICATE, or UNTRACKED."""
+        table = self.parcels
+        row = table.find(scan.waybill)
+        is_new = row < 0
+        if is_new:
+            if scan.waybill in self.forgotten:
+                return UNTRACKED  # a late scan of a parcel already finished and forgotten
+            row = table.add(scan.waybill)
+        if table.is_duplicate(row, scan.event_id):
+            return DUPLICATE
+        if is_new:
+            prior = NEW
+            self._remember(row, scan)
+        else:
+            prior = Prior(table.status[row], table.last_ts[row], table.last_type[row],
+                          table.hub[row], table.city[row])
+            if scan.merchant_id or scan.order_id or scan.origin or scan.destination:
+                self._remember(row, scan)
+        hub = table.strings.code(scan.hub_id)  # once per scan, for every detector
+        self._move(row, scan, hub, prior)
+        for detector in self.detectors:
+            detector.on_scan(row, scan, hub, prior, out)
+        self._arm(row)
+        return row
+
+    def on_record(self, record, out: list) -> bool:
+        """A record other than a scan, for the detector that consumes its type; True if it
+        repeats one already read."""
+        handler = self.handlers.get(type(record))
+        if handler is None:
+            raise TypeError(f"no detector consumes {type(record).__name__}")
+        return handler(record, out)
+
+    def _move(self, row: int, scan: Scan, hub: int, prior: Prior) -> None:
+        """The trip after the scan: the latest scan (newest in event time), the status."""
+        table, ts = self.parcels, scan.ts
+        status = prior.status
+        terminal = scan.scan_type in TERMINAL_SCAN_TYPES
+        if status == FINISHED:
+            if terminal and ts < table.last_ts[row]:
+                self._finish(row, scan)  # an earlier terminal scan read late: it ended the trip
+            return  # late or repeated scans never revive a finished parcel
+        if status == STALLED and ts >= prior.ts + self.stale_after:
+            return  # past the stale horizon the parcel counts as forgotten
+        if status == FREE or ts >= prior.ts:
+            table.last_ts[row] = ts
+            table.last_type[row] = SCAN_TYPE_CODE[scan.scan_type]
+            if hub:
+                table.hub[row] = hub
+            if scan.city is not None:
+                table.city[row] = table.strings.code(scan.city)
+        if terminal:
+            table.set_status(row, FINISHED)
+            self._finish(row, scan)
+        elif status == STALLED and ts > prior.ts:
+            table.set_status(row, ACTIVE)
+
+    def _finish(self, row: int, scan: Scan) -> None:
+        """A finished parcel's last_ts / last_type are those of its earliest terminal scan, in
+        event time: the trip ended there, whatever order the scans were read in."""
+        table = self.parcels
+        table.last_ts[row] = scan.ts
+        table.last_type[row] = SCAN_TYPE_CODE[scan.scan_type]
+
+    def _remember(self, row: int, scan: Scan) -> None:
+        """Route, merchant and order are sent on PICKUP at least: keep what arrives."""
+        table = self.parcels
+        code = table.strings.code
+        table.carrier[row] = code(scan.carrier)
+        if scan.merchant_id is not None:
+            table.merchant[row] = code(scan.merchant_id)
+        if scan.order_id is not None:
+            table.order_ids.set(row, scan.order_id)
+        if scan.origin is not None:
+            table.origin[row] = code(scan.origin)
+        if scan.destination is not None:
+            table.destination[row] = code(scan.destination)
+
+    # -- event time ----------------------------------------------------------------------
+
+    def _forget_at(self, row: int) -> int:
+        """When the trip itself lets the row go (NO_TIMER: while it moves)."""
+        status = self.parcels.status[row]
+        if status == ACTIVE:
+            return NO_TIMER
+        keep = self.stale_after if status == STALLED else self.retention
+        return self.parcels.last_ts[row] + keep
+
+    def _wanted(self, row: int) -> int:
+        """The earliest deadline any detector wants for the row (NO_TIMER: none)."""
+        at = NO_TIMER
+        for detector in self.detectors:
+            due = detector.deadline(row)
+            if due < at:
+                at = due
+        return at
+
+    def _arm(self, row: int) -> None:
+        self.parcels.set_timer(row, min(self._forget_at(row), self._wanted(row)))
+
+    def on_watermark(self, watermark: int, out: list) -> None:
+        """Every detector's work at this watermark, then every due row; rows that are done
+        are freed."""
+        # Detectors first: a claim needs its signed parcel, which may be freed at this
+        # watermark but was still there at the claim's time.
+        for detector in self.detectors:
+            detector.on_watermark(watermark, out)
+        self.forgotten.expire(watermark)
+        table = self.parcels
+        for _ in range(4):  # a row may be due again at once (delayed, fired, then stale)
+            due = table.pop_due(watermark).tolist()
+            for row in due:
+                self._on_due(row, watermark, out)
+            if not due:
+                break
+
+    def _on_due(self, row: int, watermark: int, out: list) -> None:
+        for detector in self.detectors:
+            detector.on_due(row, watermark, out)
+        forget_at, wanted = self._forget_at(row), self._wanted(row)
+        if (forget_at <= watermark < wanted
+                and not any(detector.keeps(row) for detector in self.detectors)):
+            self._free(row, out)
+        else:
+            self.parcels.set_timer(row, min(forget_at, wanted))
+
+    def _free(self, row: int, out: list) -> None:
+        # Remember it from the event time it went stale or its retention ended, not from
+        # when it was noticed.
+        gone_at = self._forget_at(row)
+        for detector in self.detectors:
+            detector.on_free(row, gone_at, out)
+        self.forgotten.add(self.parcels.waybill(row), gone_at)
+        self.parcels.free(row)
+
+    def flush(self, out: list) -> None:
+        for detector in self.detectors:
+            detector.flush(out)
+
+    @property
+    def tracked(self) -> int:
+        return len(self.parcels)
+
+    @property
+    def stalled(self) -> int:
+        return self.parcels.counts[STALLED]
