@@ -188,3 +188,24 @@ cdef class WaybillSlots:
         if (self.used + 1) * 2 > self.mask + 1:
             self._rebuild(self.used + 1)
         self._place(key, <int32_t>row)
+
+
+def seen_before(unsigned long long[::1] recent, Py_ssize_t row, str event_id,
+                Py_ssize_t per_row):
+    """True if `event_id` is among the row's `per_row` most recent event fingerprints (64-bit,
+    nonzero; 0 marks an empty slot); otherwise it becomes the newest and the oldest falls off."""
+    cdef Py_ssize_t size, i
+    cdef const char* data = PyUnicode_AsUTF8AndSize(event_id, &size)
+    cdef unsigned long long fp = waybill_hash(data, size)
+    cdef Py_ssize_t base = row * per_row
+    if fp == 0:
+        fp = 1
+    if row < 0 or base + per_row > recent.shape[0]:
+        raise IndexError(f"row {row} is outside the fingerprints")
+    for i in range(per_row):
+        if recent[base + i] == fp:
+            return True
+    for i in range(per_row - 1, 0, -1):
+        recent[base + i] = recent[base + i - 1]
+    recent[base] = fp
+    return False

@@ -10,11 +10,11 @@ step. Detectors declare the columns they need (`models.detectors`); the trip's a
 
 from __future__ import annotations
 
-import zlib
 from array import array
 
 import numpy as np
 
+from models._waybills import seen_before
 from models.events import SCAN_TYPES
 from models.interning import StringTable
 from models.packed import WIDTH, PackedStrings, WaybillSlots
@@ -34,13 +34,6 @@ FREE, ACTIVE, STALLED, FINISHED = 0, 1, 2, 3
 
 SCAN_TYPE_CODE = {name: i for i, name in enumerate(SCAN_TYPES)}
 FINGERPRINTS = 4  # recent event ids remembered per parcel, for duplicate detection
-
-
-def event_fingerprint(event_id: str) -> int:
-    """64-bit fingerprint of an event id (two independent checksums, so ids that collide in
-    one, which is easy to arrange for CRC-32, still differ); nonzero: 0 marks an empty slot."""
-    data = event_id.encode()
-    return (zlib.crc32(data) << 32 | zlib.adler32(data)) or 1
 
 
 # The columns every row has: the trip (latest scan, status, the one timer) and the route.
@@ -128,16 +121,7 @@ class ParcelTable:
 
     def is_duplicate(self, row: int, event_id: str) -> bool:
         """True if this event id was among the parcel's recent ones; else remember it."""
-        fp = event_fingerprint(event_id)
-        base = row * FINGERPRINTS
-        slots = self.fingerprints
-        recent = slots[base:base + FINGERPRINTS]
-        if fp in recent:
-            return True
-        # Rotate: the newest fingerprint goes first, the oldest falls off.
-        slots[base + 1:base + FINGERPRINTS] = recent[:-1]
-        slots[base] = fp
-        return False
+        return seen_before(self.fingerprints, row, event_id, FINGERPRINTS)
 
     def pop_due(self, watermark: int) -> np.ndarray:
         """Rows whose timer is at or before the watermark, earliest first; their timers clear."""

@@ -39,6 +39,13 @@ class ParcelTracker:
         self.parcels = ParcelTable(columns)
         self.detectors = [kind(thresholds, self.parcels, zone) for kind in detectors]
         self.handlers = {record: d.on_record for d in self.detectors for record in d.records}
+        # Per hook, only the detectors that implement it: a scan costs no call for a hook a
+        # detector left at its default.
+        self.on_scans = _implementing(self.detectors, "on_scan")
+        self.deadlines = _implementing(self.detectors, "deadline")
+        self.on_dues = _implementing(self.detectors, "on_due")
+        self.keepers = _implementing(self.detectors, "keeps")
+        self.on_frees = _implementing(self.detectors, "on_free")
         self.stale_after = thresholds.stale_after_ms
         self.retention = max(thresholds.finished_retention_ms,
                              *(d.keep_finished_ms for d in self.detectors))
@@ -71,8 +78,8 @@ class ParcelTracker:
                 self._remember(row, scan)
         hub = table.strings.code(scan.hub_id)  # once per scan, for every detector
         self._move(row, scan, hub, prior)
-        for detector in self.detectors:
-            detector.on_scan(row, scan, hub, prior, out)
+        for on_scan in self.on_scans:
+            on_scan(row, scan, hub, prior, out)
         self._arm(row)
         return row
 
@@ -142,8 +149,8 @@ class ParcelTracker:
     def _wanted(self, row: int) -> int:
         """The earliest deadline any detector wants for the row (NO_TIMER: none)."""
         at = NO_TIMER
-        for detector in self.detectors:
-            due = detector.deadline(row)
+        for deadline in self.deadlines:
+            due = deadline(row)
             if due < at:
                 at = due
         return at
@@ -168,11 +175,10 @@ class ParcelTracker:
                 break
 
     def _on_due(self, row: int, watermark: int, out: list) -> None:
-        for detector in self.detectors:
-            detector.on_due(row, watermark, out)
+        for on_due in self.on_dues:
+            on_due(row, watermark, out)
         forget_at, wanted = self._forget_at(row), self._wanted(row)
-        if (forget_at <= watermark < wanted
-                and not any(detector.keeps(row) for detector in self.detectors)):
+        if forget_at <= watermark < wanted and not any(keeps(row) for keeps in self.keepers):
             self._free(row, out)
         else:
             self.parcels.set_timer(row, min(forget_at, wanted))
@@ -181,8 +187,8 @@ class ParcelTracker:
         # Remember it from the event time it went stale or its retention ended, not from
         # when it was noticed.
         gone_at = self._forget_at(row)
-        for detector in self.detectors:
-            detector.on_free(row, gone_at, out)
+        for on_free in self.on_frees:
+            on_free(row, gone_at, out)
         self.forgotten.add(self.parcels.waybill(row), gone_at)
         self.parcels.free(row)
 
@@ -197,3 +203,9 @@ class ParcelTracker:
     @property
     def stalled(self) -> int:
         return self.parcels.counts[STALLED]
+
+
+def _implementing(detectors: list[Detector], hook: str) -> list:
+    """The bound `hook` of each detector whose class overrides the protocol's default."""
+    default = getattr(Detector, hook)
+    return [getattr(d, hook) for d in detectors if getattr(type(d), hook) is not default]
