@@ -1,10 +1,14 @@
-"""Decode and validate input records, and route them to shards with their partition's progress.
+"""Route input records to shards as bytes, and decode them where their state is.
 
-Each record is decoded with msgspec against the contract's schema. A record that fails goes to
-the dead-letter topic with the reason; nothing is dropped and nothing raises. Valid scans and
-disputes are grouped by shard; each group travels with the partition's progress (largest `ts`
-read, caught up or not) so a shard never sees a watermark before the events behind it.
-Weather warnings go straight to the global step, which uses them to name delay causes.
+The router reads only each scan's and claim's head (`waybill` and `ts`, one msgspec call that
+skips the rest) to pick the shard and the partition's progress; the record's bytes travel
+on, grouped by shard, with that progress (largest `ts` read, caught up or not), so a shard
+never sees a watermark before the events behind it and nothing but bytes and plain tuples
+crosses between workers. The shard decodes the records in full against the contract's schema
+(`ShardDecoder`). The Kafka key is not trusted for routing: a producer's choice of key can
+never split a parcel's state. A record that fails either decode goes to the dead-letter
+topic with the reason; nothing is dropped and nothing raises. Weather warnings are decoded
+here and go to the global step, which uses them to name delay causes.
 """
 
 from __future__ import annotations
@@ -14,14 +18,20 @@ import time
 import msgspec
 
 from connectors.records import OutputRecord, RawBatch
-from models.events import Dispute, Scan, WeatherWarning, undecodable_reason
+from models.events import Dispute, EpochMs, Scan, Waybill, WeatherWarning, undecodable_reason
 from models.privacy import mask_personal_data, mask_phones
 from models.shard import ShardInput, shard_of
 
 VALUE_LIMIT = 4096
 CLOCK_TOPICS = ("scans", "disputes")  # weather records do not move event time
 SCHEMAS = {"scans": Scan, "disputes": Dispute, "weather": WeatherWarning}
-AGGREGATE_KEY = "aggregate"  # the one key of the global step
+
+
+class Head(msgspec.Struct, frozen=True, gc=False):
+    """What routing needs of a scan or a claim; every other field is skipped, not built."""
+
+    waybill: Waybill
+    ts: EpochMs
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -34,10 +44,6 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     ts: int
 
 
-def shard_key(shard: int) -> str:
-    return f"shard-{shard:04d}"
-
-
 class _Progress:
     __slots__ = ("caught_up", "max_ts", "sent_max_ts")
 
@@ -48,56 +54,80 @@ class _Progress:
 
 
 class BatchRouter:
-    """Turns a `RawBatch` into shard inputs and dead letters (one instance per worker)."""
+    """Turns a `RawBatch` into shard inputs (raw records), weather warnings and dead letters
+    (one instance per worker)."""
 
     def __init__(self, shards: int, topic_names: dict[str, str], progress_tick_ms: int,
                  counts=None):
         self.shards = shards
-        self.topic_names = topic_names  # contract name -> real topic name (for dead letters)
+        self.letters = DeadLetters(topic_names)
         self.progress_tick_ms = progress_tick_ms
-        self.decoders = {name: msgspec.json.Decoder(schema) for name, schema in SCHEMAS.items()}
+        self.heads = msgspec.json.Decoder(Head)
+        self.weather = msgspec.json.Decoder(WeatherWarning)
         self.progress: dict[str, _Progress] = {}
         self.counts = counts  # callable(topic, outcome, n) for metrics, or None
 
-    def route(self, batch: RawBatch) -> list[tuple[str, object]]:
-        decode = self.decoders[batch.topic].decode
-        events: list = []
-        dead: list[tuple[str, object]] = []
-        for offset, key, value in batch.records:
-            if value is None:
-                dead.append(("dead-letter", self.dead_letter(batch, offset, key, value,
-                                                             "the record has no value")))
-                continue
+    def route(self, batch: RawBatch) -> list:
+        if batch.topic not in CLOCK_TOPICS:  # weather warnings: for the global step only
+            return self._weather(batch)
+        head = self.heads.decode
+        groups: dict[int, list] = {}
+        dead: list[OutputRecord] = []
+        shards = self.shards
+        max_ts = None
+        for record in batch.records:
             try:
-                events.append(decode(value))
-            except Exception as exc:  # any failure to decode is the record's: dead-letter it
-                dead.append(("dead-letter", self.dead_letter(batch, offset, key, value,
-                                                             undecodable_reason(exc))))
+                found = head(record[2])
+            except Exception:  # any failure to decode is the record's: dead-letter it
+                dead.append(self.letters.make(batch.topic, batch.partition, record,
+                                              self._reason(batch.topic, record[2])))
+                continue
+            waybill, ts = found.waybill, found.ts
+            if max_ts is None or ts > max_ts:
+                max_ts = ts
+            shard = shard_of(waybill, shards)
+            group = groups.get(shard)
+            if group is None:
+                groups[shard] = [record]
+            else:
+                group.append(record)
         if self.counts is not None:
             self.counts(batch.topic, "rejected", len(dead))
-            if batch.topic not in CLOCK_TOPICS:
-                self.counts(batch.topic, "accepted", len(events))
-        if batch.topic not in CLOCK_TOPICS:  # weather warnings: for the global step only
-            return [(AGGREGATE_KEY, event) for event in events] + dead
-        return self._to_shards(batch, events) + dead
+        return self._to_shards(batch, groups, max_ts) + dead
 
-    def _to_shards(self, batch: RawBatch, events: list) -> list[tuple[str, object]]:
+    @staticmethod
+    def _reason(topic: str, value: bytes | None) -> str:
+        """The full schema's reason, the one a person can act on (the head's would name only
+        the two fields it reads)."""
+        try:
+            FULL_DECODERS[topic].decode(value)
+        except Exception as exc:
+            return reason_for(value, exc)
+        return "the record could not be decoded"
+
+    def _weather(self, batch: RawBatch) -> list:
+        decode = self.weather.decode
+        out: list = []
+        dead = 0
+        for record in batch.records:
+            try:
+                out.append(decode(record[2]))
+            except Exception as exc:
+                dead += 1
+                out.append(self.letters.make(batch.topic, batch.partition, record,
+                                             reason_for(record[2], exc)))
+        if self.counts is not None:
+            self.counts(batch.topic, "rejected", dead)
+            self.counts(batch.topic, "accepted", len(out) - dead)
+        return out
+
+    def _to_shards(self, batch: RawBatch, groups: dict[int, list], batch_max: int | None,
+                   ) -> list[ShardInput]:
         progress = self.progress.get(batch.partition_id)
         if progress is None:
             progress = self.progress[batch.partition_id] = _Progress()
-        if events:
-            batch_max = max(event.ts for event in events)
-            if progress.max_ts is None or batch_max > progress.max_ts:
-                progress.max_ts = batch_max
-        groups: dict[int, list] = {}
-        shards = self.shards
-        for event in events:
-            shard = shard_of(event.waybill, shards)
-            group = groups.get(shard)
-            if group is None:
-                groups[shard] = [event]
-            else:
-                group.append(event)
+        if batch_max is not None and (progress.max_ts is None or batch_max > progress.max_ts):
+            progress.max_ts = batch_max
         everyone = (
             progress.caught_up is not batch.caught_up
             or (progress.max_ts is not None and (
@@ -107,29 +137,64 @@ class BatchRouter:
         if everyone:
             progress.caught_up = batch.caught_up
             progress.sent_max_ts = progress.max_ts
-            targets = range(shards)
+            targets = range(self.shards)
         else:
             targets = groups.keys()
         pid, max_ts, caught_up = batch.partition_id, progress.max_ts, batch.caught_up
-        return [(shard_key(shard),
-                 ShardInput(pid, groups.get(shard, []), max_ts, caught_up, shard))
+        return [ShardInput(pid, groups.get(shard, []), max_ts, caught_up, shard)
                 for shard in targets]
 
-    def dead_letter(self, batch: RawBatch, offset: int, key: bytes | None,
-                    value: bytes | None, reason: str) -> OutputRecord:
+
+class ShardDecoder:
+    """The full decode of a shard's raw records, in the shard's worker."""
+
+    def __init__(self, topic_names: dict[str, str]):
+        self.letters = DeadLetters(topic_names)
+
+    def decode(self, item: ShardInput) -> tuple[ShardInput, list[OutputRecord]]:
+        """The item with its records decoded, and a dead letter for each that fails."""
+        topic, partition = item.partition.rsplit("/", 1)
+        decode = FULL_DECODERS[topic].decode
+        events: list = []
+        dead: list[OutputRecord] = []
+        for record in item.events:
+            try:
+                events.append(decode(record[2]))
+            except Exception as exc:  # any failure to decode is the record's
+                dead.append(self.letters.make(topic, int(partition), record,
+                                              reason_for(record[2], exc)))
+        return item._replace(events=events), dead
+
+
+FULL_DECODERS = {name: msgspec.json.Decoder(schema) for name, schema in SCHEMAS.items()}
+
+
+def reason_for(value: bytes | None, exc: Exception) -> str:
+    return "the record has no value" if value is None else undecodable_reason(exc)
+
+
+class DeadLetters:
+    """Dead-letter records, with personal data masked."""
+
+    def __init__(self, topic_names: dict[str, str]):
+        self.topic_names = topic_names  # contract name -> real topic name
+
+    def make(self, topic: str, partition: int, record: tuple[int, bytes | None, bytes | None],
+             reason: str) -> OutputRecord:
+        offset, key, value = record
         # Mask before cutting, so a number across the cut cannot leave its digits behind.
         # Disputes carry buyers' notes: drop addresses too, not only phone numbers.
-        mask = mask_personal_data if batch.topic == "disputes" else mask_phones
+        mask = mask_personal_data if topic == "disputes" else mask_phones
         text = None if value is None else mask(
             value.decode("utf-8", errors="replace")).encode()[:VALUE_LIMIT].decode(
                 "utf-8", errors="ignore")
-        record = DeadLetter(
-            source_topic=self.topic_names.get(batch.topic, batch.topic),
-            partition=batch.partition,
+        letter = DeadLetter(
+            source_topic=self.topic_names.get(topic, topic),
+            partition=partition,
             offset=offset,
             key=None if key is None else mask_phones(key.decode("utf-8", errors="replace")),
             value=text,
             error=mask_phones(reason),
             ts=int(time.time() * 1000),
         )
-        return OutputRecord("dead-letter", record.key, msgspec.json.encode(record))
+        return OutputRecord("dead-letter", letter.key, msgspec.json.encode(letter))

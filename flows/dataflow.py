@@ -1,7 +1,8 @@
 """The one dataflow behind `run` (Kafka) and `replay` (files).
 
-    inputs -> decode (validate, route by shard, dead letters)
-           -> parcel_shards (per-parcel detectors; state keyed by shard, recovered)
+    inputs -> route (each record's head: its shard and its partition's progress; raw bytes on)
+           -> parcel_shards (decode in full, dead letters; per-parcel detectors; state keyed
+              by shard, recovered)
            -> aggregate (routes, hubs, carriers, delay clusters; weather warnings join here:
               one global key, recovered)
            -> records (alerts, merchant notifications, route scores) -> outputs
@@ -25,7 +26,7 @@ from bytewax.outputs import Sink
 from alerts.metrics import Metrics
 from alerts.notifications import Notifier
 from alerts.records import to_alert
-from connectors.decode import AGGREGATE_KEY, BatchRouter
+from connectors.decode import BatchRouter, ShardDecoder
 from connectors.records import OutputBatch, OutputRecord
 from flows.config import Settings
 from models.aggregate import Aggregate
@@ -34,6 +35,7 @@ from models.events import WeatherWarning
 from models.shard import Shard, ShardInput
 
 encode = msgspec.json.encode
+AGGREGATE_KEY = "aggregate"  # the one key of the global step
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
 STATE_FORMAT = 6
@@ -56,16 +58,22 @@ def restored(snapshot: bytes):
     return state
 
 
+def shard_key(shard: int) -> str:
+    return f"shard-{shard:04d}"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 class ShardLogic(op.StatefulBatchLogic):
-    """Bytewax wrapper around one `Shard`: feeds it, reports metrics, snapshots it."""
+    """Bytewax wrapper around one `Shard`: decodes its records, feeds it, reports metrics,
+    snapshots it."""
 
-    def __init__(self, shard: Shard, metrics: Metrics, idle_every: timedelta | None,
-                 recovery: bool):
+    def __init__(self, shard: Shard, decoder: ShardDecoder, metrics: Metrics,
+                 idle_every: timedelta | None, recovery: bool):
         self.shard = shard
+        self.decoder = decoder
         self.recovery = recovery
         self.metrics = metrics
         self.idle_every = idle_every
@@ -73,10 +81,16 @@ class ShardLogic(op.StatefulBatchLogic):
 
     def on_batch(self, items: list[ShardInput]):
         out: list = []
+        dead: list[OutputRecord] = []
+        rejected = self.metrics.events.labels
         for item in items:
+            item, letters = self.decoder.decode(item)
+            if letters:
+                dead += letters
+                rejected(item.partition.rsplit("/", 1)[0], "rejected").inc(len(letters))
             out.extend(self.shard.apply(item))
         self._report()
-        return self._for_outputs(out), self.RETAIN
+        return dead + self._for_outputs(out), self.RETAIN
 
     def notify_at(self) -> datetime | None:
         return None if self.idle_every is None else datetime.now(UTC) + self.idle_every
@@ -160,6 +174,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
 
     router = BatchRouter(settings.shards, settings.topics.inputs(),
                          round(settings.progress_tick_seconds * 1000), counts=count)
+    decoder = ShardDecoder(settings.topics.inputs())
 
     def build_shard(resume: bytes | None) -> ShardLogic:
         if resume is None:
@@ -167,18 +182,24 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
         else:
             shard = restored(resume)
             shard.resume(clock_partitions)
-        return ShardLogic(shard, metrics, idle_every, recovery)
+        return ShardLogic(shard, decoder, metrics, idle_every, recovery)
 
     flow = Dataflow("parcelwatch")
     batches = op.input("inputs", flow, source)
-    routed = op.flat_map("decode", batches, router.route)
-    split = op.branch("split", routed, lambda kv: isinstance(kv[1], ShardInput))
-    weather = op.branch("weather", split.falses, lambda kv: type(kv[1]) is WeatherWarning)
-    dead_letters = op.map("dead_letters", weather.falses, lambda kv: kv[1])
-    found = op.stateful_batch("parcel_shards", split.trues, build_shard)
+    routed = op.flat_map("route", batches, router.route)
+    split = op.branch("split", routed, lambda item: type(item) is ShardInput)
+    weather = op.branch("weather", split.falses, lambda item: type(item) is WeatherWarning)
+    to_shards = op.map("to_shards", split.trues, lambda item: (shard_key(item.shard), item))
+    found = op.stateful_batch("parcel_shards", to_shards, build_shard)
     per_parcel = op.branch("per_parcel", found, lambda kv: type(kv[1]) is Detection)
-    from_shards = op.map("to_aggregate", per_parcel.falses, lambda kv: (AGGREGATE_KEY, kv[1]))
-    to_aggregate = op.merge("aggregate_inputs", from_shards, weather.trues)
+    shard_letters = op.branch("shard_letters", per_parcel.falses,
+                              lambda kv: type(kv[1]) is OutputRecord)
+    from_shards = op.map("to_aggregate", shard_letters.falses,
+                         lambda kv: (AGGREGATE_KEY, kv[1]))
+    warnings = op.map("warnings", weather.trues, lambda item: (AGGREGATE_KEY, item))
+    to_aggregate = op.merge("aggregate_inputs", from_shards, warnings)
+    dead_letters = op.merge("dead_letters", weather.falses,
+                            op.map("shard_dead_letters", shard_letters.trues, lambda kv: kv[1]))
 
     def build_aggregate(resume: bytes | None) -> AggregateLogic:
         if resume is None:

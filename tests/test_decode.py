@@ -1,11 +1,13 @@
-"""Decoding, dead letters and shard routing: connectors.decode.BatchRouter."""
+"""Decoding, dead letters and shard routing: connectors.decode (the router reads each record's
+head, the shard decodes it in full)."""
 
 from __future__ import annotations
 
 import json
+import pickle
 import time
 
-from connectors.decode import AGGREGATE_KEY, VALUE_LIMIT, BatchRouter, shard_key
+from connectors.decode import VALUE_LIMIT, BatchRouter, ShardDecoder
 from connectors.records import OutputRecord, RawBatch
 from models.events import Scan, WeatherWarning
 from models.shard import ShardInput, shard_of
@@ -33,20 +35,35 @@ def batch(values: list[bytes | None], partition: int = 0, caught_up: bool = Fals
                                        for i, v in enumerate(values)], caught_up)
 
 
+def routed_to(waybill: str) -> int:
+    return shard_of(waybill, SHARDS)
+
+
+def decoded(items) -> tuple[dict[int, ShardInput], list[OutputRecord]]:
+    """The router's output as the shards see it after their decode, by shard, and every dead
+    letter (the router's and the shards')."""
+    decoder = ShardDecoder(TOPICS)
+    inputs: dict[int, ShardInput] = {}
+    letters = [item for item in items if type(item) is OutputRecord]
+    for item in items:
+        if type(item) is ShardInput:
+            assert item.shard not in inputs
+            assert all(type(record) is tuple and len(record) == 3 for record in item.events)
+            inputs[item.shard], dead = decoder.decode(item)
+            letters += dead
+    return inputs, letters
+
+
 def dead_letters(items) -> list[dict]:
     out = []
-    for key, record in items:
-        if key == "dead-letter":
-            assert isinstance(record, OutputRecord)
-            assert record.topic == "dead-letter"
-            out.append(json.loads(record.value))
-    return out
+    for record in decoded(items)[1]:
+        assert record.topic == "dead-letter"
+        out.append(json.loads(record.value))
+    return sorted(out, key=lambda d: d["offset"])
 
 
-def shard_inputs(items) -> dict[str, ShardInput]:
-    result = {key: value for key, value in items if key != "dead-letter"}
-    assert all(isinstance(v, ShardInput) for v in result.values())
-    return result
+def shard_inputs(items) -> dict[int, ShardInput]:
+    return decoded(items)[0]
 
 
 def waybills_for_distinct_shards(count: int) -> list[str]:
@@ -124,7 +141,7 @@ def test_invalid_utf8_inside_a_json_string_is_a_dead_letter_not_a_crash():
 
 def test_dead_letter_record_key_and_json():
     items = router().route(RawBatch("scans", 1, [(7, None, b"oops")], False))
-    [(_, record)] = [item for item in items if item[0] == "dead-letter"]
+    [record] = [item for item in items if type(item) is OutputRecord]
     d = json.loads(record.value)
     assert d["key"] is None and record.key is None
     assert d["offset"] == 7 and d["value"] == "oops"
@@ -174,8 +191,8 @@ def test_weather_warnings_go_to_the_global_step_and_never_to_shards():
                              "radius_km": 80, "start_ts": T0, "end_ts": T0 + 1,
                              "severity": 4}).encode()
     items = r.route(batch([weather_ok, b"{}"], topic="weather"))
-    assert [key for key, _ in items] == [AGGREGATE_KEY, "dead-letter"]
-    assert items[0][1] == WeatherWarning(event_id="w1", kind="TYPHOON", lat=22.5, lon=114.1,
+    assert [type(item) for item in items] == [WeatherWarning, OutputRecord]
+    assert items[0] == WeatherWarning(event_id="w1", kind="TYPHOON", lat=22.5, lon=114.1,
                                          radius_km=80, start_ts=T0, end_ts=T0 + 1, severity=4)
     assert dead_letters(items)[0]["source_topic"] == "prod.weather"
 
@@ -195,11 +212,11 @@ def test_valid_events_go_to_their_shard():
     values = [scan_json(wb, T0 + i) for i, wb in enumerate(waybills)]
     inputs = shard_inputs(router().route(batch(values, partition=2)))
     routed = 0
-    for key, si in inputs.items():
+    for shard, si in inputs.items():
         assert si.partition == "scans/2"
         for event in si.events:
             assert isinstance(event, Scan)
-            assert key == shard_key(shard_of(event.waybill, SHARDS))
+            assert shard == routed_to(event.waybill)
             routed += 1
     assert routed == len(waybills)
     # Events keep their read order within a shard.
@@ -211,23 +228,23 @@ def test_disputes_are_routed_like_scans():
     value = json.dumps({"event_id": "d1", "waybill": "SF77", "ts": T0,
                         "kind": "NOT_RECEIVED"}).encode()
     inputs = shard_inputs(router().route(batch([value], topic="disputes")))
-    key = shard_key(shard_of("SF77", SHARDS))
-    assert [e.waybill for e in inputs[key].events] == ["SF77"]
-    assert inputs[key].partition == "disputes/0"
+    shard = routed_to("SF77")
+    assert [e.waybill for e in inputs[shard].events] == ["SF77"]
+    assert inputs[shard].partition == "disputes/0"
 
 
 def test_first_batch_of_a_partition_goes_to_every_shard():
     [wb] = waybills_for_distinct_shards(1)
     inputs = shard_inputs(router().route(batch([scan_json(wb, T0)])))
-    assert set(inputs) == {shard_key(s) for s in range(SHARDS)}
-    for key, si in inputs.items():
+    assert set(inputs) == set(range(SHARDS))
+    for shard, si in inputs.items():
         assert si.max_ts == T0 and si.caught_up is False
-        assert len(si.events) == (1 if key == shard_key(shard_of(wb, SHARDS)) else 0)
+        assert len(si.events) == (1 if shard == routed_to(wb) else 0)
 
 
 def test_first_batch_without_events_still_reaches_every_shard():
     inputs = shard_inputs(router().route(batch([], caught_up=True)))
-    assert set(inputs) == {shard_key(s) for s in range(SHARDS)}
+    assert set(inputs) == set(range(SHARDS))
     assert all(si.max_ts is None and si.caught_up for si in inputs.values())
 
 
@@ -236,7 +253,7 @@ def test_later_small_batches_go_only_to_shards_with_events():
     a, b = waybills_for_distinct_shards(2)
     r.route(batch([scan_json(a, T0)]))
     inputs = shard_inputs(r.route(batch([scan_json(b, T0 + 1_000), scan_json(b, T0 + 500)])))
-    assert set(inputs) == {shard_key(shard_of(b, SHARDS))}
+    assert set(inputs) == {routed_to(b)}
     [si] = inputs.values()
     assert si.max_ts == T0 + 1_000  # the running max, not the last event's ts
     assert [e.ts for e in si.events] == [T0 + 1_000, T0 + 500]
@@ -278,3 +295,28 @@ def test_partitions_are_tracked_separately():
     inputs = shard_inputs(r.route(batch([scan_json(wb, T0 + 5)], partition=1)))
     assert len(inputs) == SHARDS
     assert all(si.partition == "scans/1" and si.max_ts == T0 + 5 for si in inputs.values())
+
+
+def test_only_bytes_and_plain_tuples_travel_to_the_shards():
+    values = [scan_json(wb, T0) for wb in waybills_for_distinct_shards(3)]
+    items = router().route(batch(values))
+    for item in items:
+        assert type(item) is ShardInput
+        for offset, key, value in item.events:
+            assert type(offset) is int and type(key) is bytes and type(value) is bytes
+        assert b"models.events" not in pickle.dumps(item)  # no decoded record crosses
+
+
+def test_records_are_routed_by_their_waybill_whatever_their_key():
+    wb = "SF123"
+    records = [(0, b"not-the-waybill", scan_json(wb, T0)), (1, None, scan_json(wb, T0 + 1)),
+               (2, wb.encode(), scan_json(wb, T0 + 2))]
+    inputs = shard_inputs(router().route(RawBatch("scans", 0, records, False)))
+    assert [e.ts for e in inputs[routed_to(wb)].events] == [T0, T0 + 1, T0 + 2]
+
+
+def test_a_record_with_a_good_head_and_a_bad_body_is_dead_lettered_by_its_shard():
+    items = router().route(batch([scan_json("SF1", T0, scan_type="TELEPORTED")]))
+    assert not any(type(item) is OutputRecord for item in items)  # the head was fine
+    [d] = dead_letters(items)
+    assert "TELEPORTED" in d["error"] and d["source_topic"] == "prod.scans"

@@ -8,9 +8,9 @@ import msgspec
 import pytest
 from confluent_kafka import OFFSET_END, Producer
 
-from connectors.decode import BatchRouter
+from connectors.decode import BatchRouter, ShardDecoder
 from connectors.kafka import _PartitionReader, client_config, ensure_topics
-from connectors.records import RawBatch
+from connectors.records import OutputRecord, RawBatch
 from flows.config import ConfigError, load_settings
 from models.events import Scan
 from models.settings import DAY_MS, HOUR_MS, Thresholds
@@ -28,7 +28,7 @@ def test_a_timestamp_in_the_wrong_unit_goes_to_the_dead_letter_output():
     records = [(0, None, msgspec.json.encode({**scan, "ts": T0 * 1000})),
                (1, None, msgspec.json.encode({**scan, "ts": 9_223_372_036_854_775_000}))]
     out = router.route(RawBatch("scans", 0, records, True))
-    dead = [msgspec.json.decode(value.value) for key, value in out if key == "dead-letter"]
+    dead = [msgspec.json.decode(item.value) for item in out if type(item) is OutputRecord]
     assert len(dead) == 2
     assert all("$.ts" in record["error"] for record in dead)
 
@@ -39,9 +39,12 @@ def test_a_record_nested_too_deeply_to_decode_is_dead_lettered_with_the_reason()
                                 "scan_type": "PICKUP", "ts": T0})
     out = router.route(RawBatch("scans", 0, [(0, None, poison_record(10_000)),
                                              (1, None, good)], True))
-    (dead,) = [msgspec.json.decode(value.value) for key, value in out if key == "dead-letter"]
+    (dead,) = [msgspec.json.decode(item.value) for item in out if type(item) is OutputRecord]
     assert dead["offset"] == 0 and "nested too deeply" in dead["error"]
-    assert sum(len(item.events) for key, item in out if key != "dead-letter") == 1
+    decoder = ShardDecoder({"scans": "scans"})
+    decoded = [decoder.decode(item) for item in out if type(item) is not OutputRecord]
+    assert sum(len(item.events) for item, _ in decoded) == 1
+    assert not any(letters for _, letters in decoded)
 
 
 def test_a_dead_lettered_dispute_loses_its_address_and_phone():
@@ -49,7 +52,8 @@ def test_a_dead_lettered_dispute_loses_its_address_and_phone():
     bad = {"event_id": "d1", "waybill": "W1", "ts": T0, "kind": "LOST_IT",
            "note": "电话１３８１２３４５６７８ 地址杭州市西湖区文三路100号"}
     out = router.route(RawBatch("disputes", 0, [(0, None, msgspec.json.encode(bad))], True))
-    (record,) = [value for key, value in out if key == "dead-letter"]
+    decoder = ShardDecoder({"disputes": "disputes"})
+    (record,) = [letter for item in out for letter in decoder.decode(item)[1]]
     text = msgspec.json.decode(record.value)["value"]
     assert "5678" in text and "12345678" not in text and "１２３４５６７８" not in text
     assert "文三路" not in text
