@@ -7,7 +7,8 @@ Generates a scenario of about N input events (scans and disputes), then times th
 from start to end of input: once over JSON Lines files, once through the embedded broker
 (records produced beforehand, all detectors on, outputs written back to Kafka), in this
 process. Then `parcelwatch run` as 1 and as 2 processes (`--process-id`/`--addresses`),
-timed from launch to exit, so Python's start-up is included. On the same topics it measures
+timed from launch to exit, so Python's start-up is included, with each process's CPU seconds:
+the work per event, and the share the busiest process does. On the same topics it measures
 the ceiling (raw confluent-kafka consume) and the peer (a naive Bytewax flow: per-item
 `json.loads`, per-waybill `stateful_map`), and the ratios.
 """
@@ -62,14 +63,25 @@ def rate(records: int, seconds: float, cpu_seconds: float | None = None) -> dict
     return figures
 
 
+def scaling(records: int, seconds: float, cpu: list[float]) -> dict:
+    """Wall time and work per event of a run as several processes."""
+    total = sum(cpu)
+    return {**rate(records, seconds, total),
+            "cpu_seconds_per_million_events": round(total / records * 1e6, 2),
+            "cpu_seconds_by_process": [round(c, 2) for c in cpu],
+            "busiest_process_share": round(max(cpu) / total, 3)}
+
+
 def _run_to_end(settings: Settings) -> None:
     if run(settings, Metrics(CollectorRegistry()), from_beginning=True, exit_at_end=True):
         raise KeyboardInterrupt  # stopped by Ctrl-C: the time would mean nothing
 
 
-def run_processes(settings: Settings, count: int, outputs: str, timeout: float = 3600) -> float:
+def run_processes(settings: Settings, count: int, outputs: str, timeout: float = 3600,
+                  ) -> tuple[float, list[float]]:
     """`parcelwatch run --exit-at-end` as `count` processes writing to output topics named
-    after `outputs`: seconds from launch to the last exit."""
+    after `outputs`: seconds from launch to the last exit, and each process's CPU seconds
+    (user and system, its threads included)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
     env.update({"PARCELWATCH_RECOVERY": "false", "PARCELWATCH_METRICS__ENABLED": "false",
                 "PARCELWATCH_THRESHOLDS__SCORE_INTERVAL_HOURS":
@@ -87,12 +99,28 @@ def run_processes(settings: Settings, count: int, outputs: str, timeout: float =
                 for n, log in enumerate(logs)]
         for job in jobs:  # a peer left waiting for one that failed must not outlive the run
             stack.callback(job.kill)
+        cpu = []
         for job, log in zip(jobs, logs, strict=True):
-            if job.wait(timeout=timeout):
+            usage = reap(job, started + timeout)
+            cpu.append(usage.ru_utime + usage.ru_stime)
+            if job.returncode:
                 log.seek(0)
                 raise RuntimeError(f"parcelwatch run exited {job.returncode}: "
                                    f"{log.read()[-2000:].decode(errors='replace')}")
-        return time.perf_counter() - started
+        return time.perf_counter() - started, cpu
+
+
+def reap(job: subprocess.Popen, deadline: float):
+    """Wait for the job's exit (until `deadline`, a perf_counter time) and return its
+    resource usage, which only the reaping wait can read."""
+    while True:
+        pid, status, usage = os.wait4(job.pid, os.WNOHANG)
+        if pid:
+            job.returncode = os.waitstatus_to_exitcode(status)
+            return usage
+        if time.perf_counter() > deadline:
+            raise subprocess.TimeoutExpired(job.args, 0)
+        time.sleep(0.2)  # polling a child's exit, not synchronising a test
 
 
 def measure(events: int, days: float, seed: int, score_interval_hours: float = 1,
@@ -116,13 +144,17 @@ def measure(events: int, days: float, seed: int, score_interval_hours: float = 1
             produce(Scenario(config), client_config(broker.bootstrap),
                     settings.topics.inputs())
             run_s, run_cpu = timed_cpu(lambda: _run_to_end(kafka_settings))
-            by_processes = {str(n): rate(records, run_processes(kafka_settings, n, f"p{n}"))
+            by_processes = {str(n): scaling(records, *run_processes(kafka_settings, n, f"p{n}"))
                             for n in processes}
             topics = [settings.topics.scans, settings.topics.disputes]
             raw_records, raw_s = raw_consume(client_config(broker.bootstrap), topics,
                                              settings.topic_partitions)
             naive_records, naive_s = naive_flow(broker.bootstrap, topics)
     run_rate = records / run_s
+    one, most = by_processes.get("1"), by_processes.get(str(max(processes)))
+    if one and most is not one:  # the same work as more processes: faster, and at what cost
+        by_processes["speedup"] = round(one["seconds"] / most["seconds"], 2)
+        by_processes["cpu_ratio"] = round(most["cpu_seconds"] / one["cpu_seconds"], 2)
     return {
         "parcels": parcels,
         "days": days,
