@@ -10,8 +10,9 @@ cluster.
 Cost: positions are snapped to a grid of about 1 km and DBSCAN runs on the occupied cells,
 weighted by how many parcels sit in each. Thousands of parcels stuck at one hub are one
 point, so the work grows with the number of distinct places (at most a few thousand cells
-within one radius), not with the number of delayed parcels; building the candidate list is
-linear in them. An evaluation with nothing new since the previous one is skipped.
+within one radius), not with the number of delayed parcels: the occupied cells are kept as
+delays come and leave the window, so an evaluation never walks every delay. An evaluation
+with nothing new since the previous one is skipped.
 
 Identity: a group that shares members with an open cluster (and is centred near it)
 continues it: consecutive evaluations' windows overlap, so a storm that lasts or drifts keeps
@@ -45,12 +46,16 @@ MAX_WAYBILLS = 100
 class Member:
     """One parcel's delay, as the clusters see it."""
 
-    __slots__ = ("cluster", "end_ts", "onset")
+    __slots__ = ("cell", "cluster", "end_ts", "onset", "seq")
 
-    def __init__(self, onset: DelayOnset):
+    def __init__(self, onset: DelayOnset, seq: int):
         self.onset = onset
+        self.seq = seq                  # the order delays were applied in
         self.end_ts: int | None = None
         self.cluster: str | None = None
+        # The grid cell it sits in (None: no position, it cannot be clustered).
+        self.cell = None if onset.lat is None else (round(onset.lat / GRID_DEGREES),
+                                                    round(onset.lon / GRID_DEGREES))
 
     def delayed_at(self, ts: int) -> bool:
         return self.end_ts is None or self.end_ts > ts
@@ -141,18 +146,22 @@ class ClusterBoard:
         self.warnings: dict[str, WeatherWarning] = {}
         self.changed = False
         self.fresh: list[Member] = []               # onsets applied since the last look
-
-    def __setstate__(self, state: dict) -> None:
-        """Recovery state written by 0.3.0 has no resolved clusters yet."""
-        self.__dict__.update(state)
-        self.__dict__.setdefault("resolved", {})
+        # The placed delays of the window by grid cell, kept as they come and go, so an
+        # evaluation starts from the occupied cells instead of from every delay.
+        self.cells: dict[tuple[int, int], deque[Member]] = {}
+        self.placed = 0
+        self.seq = 0
 
     # -- input ---------------------------------------------------------------------------
 
     def on_onset(self, onset: DelayOnset) -> None:
-        member = Member(onset)
+        self.seq += 1
+        member = Member(onset, self.seq)
         self.delays[onset.waybill] = member
         self.recent.append(member)  # applied in event-time order: the deque stays sorted
+        if member.cell is not None:
+            self.cells.setdefault(member.cell, deque()).append(member)
+            self.placed += 1
         self.fresh.append(member)
         self.changed = True
 
@@ -176,7 +185,7 @@ class ClusterBoard:
         self.changed = False
         # Only new onsets can start or grow a cluster; ends and warnings change what is open.
         fresh, self.fresh = self.fresh, []
-        grown = self._assign(self._groups(self._candidates(), fresh), now) if fresh else {}
+        grown = self._assign(self._groups(fresh, now), now) if fresh else {}
         out: list[Detection] = []
         for cluster in list(self.open.values()):
             delayed = [m for m in cluster.members.values() if m.delayed_at(now)]
@@ -200,6 +209,12 @@ class ClusterBoard:
         recent, delays = self.recent, self.delays
         while recent and recent[0].onset.onset_ts <= horizon:
             member = recent.popleft()
+            if member.cell is not None:  # it is the oldest of its cell too
+                cell = self.cells[member.cell]
+                cell.popleft()
+                self.placed -= 1
+                if not cell:
+                    del self.cells[member.cell]
             if member.cluster is None and delays.get(member.onset.waybill) is member:
                 del delays[member.onset.waybill]
         for gone_id in [k for k, c in self.resolved.items() if c.resolved_ts <= horizon]:
@@ -208,20 +223,21 @@ class ClusterBoard:
                          if w.end_ts <= now - self.warning_horizon]:
             del self.warnings[event_id]
 
-    def _candidates(self) -> list[Member]:
-        """Placed parcels whose delay began in the window, moved on since or not. Older
-        members of open clusters stay out: parcels stuck for days would otherwise pull every
-        later delay near them into their cluster."""
-        return [m for m in self.recent if m.onset.lat is not None]
-
-    def _groups(self, candidates: list[Member], fresh: list[Member]) -> list[list[Member]]:
-        """DBSCAN over the occupied grid cells, each weighted by its parcels."""
-        if len(candidates) < self.min_parcels:
+    def _groups(self, fresh: list[Member], now: int) -> list[list[Member]]:
+        """DBSCAN over the occupied grid cells of the placed delays begun in the window
+        (moved on since or not), each weighted by its parcels. Older members of open
+        clusters stay out: parcels stuck for days would otherwise pull every later delay near
+        them into their cluster."""
+        if self.placed < self.min_parcels:
             return []
-        degrees, inverse, weights = occupied_cells(candidates)
-        fresh_ids = {id(m) for m in fresh}
-        fresh_cells = np.zeros(len(degrees), dtype=bool)
-        fresh_cells[inverse[[id(m) in fresh_ids for m in candidates]]] = True
+        cells = sorted(self.cells)
+        degrees = np.array(cells, dtype=np.float64) * GRID_DEGREES
+        weights = np.array([len(self.cells[cell]) for cell in cells], dtype=np.int64)
+        horizon = now - self.window
+        where = {cell: i for i, cell in enumerate(cells)}
+        fresh_cells = np.zeros(len(cells), dtype=bool)
+        fresh_cells[[where[m.cell] for m in fresh
+                     if m.cell is not None and m.onset.onset_ts > horizon]] = True
         keep = self._could_cluster(degrees, weights)
         if not (keep & fresh_cells).any():
             return []  # no new onset can be in a cluster: nothing to start or grow
@@ -235,9 +251,10 @@ class ClusterBoard:
                        algorithm="ball_tree").fit(points, sample_weight=weights[keep]).labels_
         labels[keep] = self._split_wide(points, weights[keep], found)
         groups: dict[int, list[Member]] = {}
-        for member, label in zip(candidates, labels[inverse].tolist(), strict=True):
-            if label >= 0:
-                groups.setdefault(label, []).append(member)
+        for i in np.flatnonzero(labels >= 0).tolist():
+            groups.setdefault(int(labels[i]), []).extend(self.cells[cells[i]])
+        for group in groups.values():
+            group.sort(key=lambda m: m.seq)  # in the order the delays were applied
         return sorted(groups.values(),
                       key=lambda group: min((m.onset.onset_ts, m.onset.waybill) for m in group))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 import random
 
 from models.aggregate import Aggregate
@@ -290,13 +289,3 @@ def test_a_reopened_cluster_counts_only_its_old_parcels_still_followed():
     moved = [DelayEnd(d.waybill, d.onset_ts, T0 + 17 * H) for d in later[:1]]
     [resolved_again] = step(moved, T0 + 18 * H)  # four of the new five left: resolved
     assert resolved_again.details["delayed_now"] == 4
-
-
-def test_a_board_saved_before_clusters_could_reopen_is_restored_and_works():
-    step, delays = Step(), storm(6, T0, spread_hours=1)
-    step(delays, T0 + 2 * H)
-    board = step.aggregate.clusters
-    del board.resolved  # what a 0.3.0 snapshot holds
-    step.aggregate.clusters = pickle.loads(pickle.dumps(board))
-    moved = [DelayEnd(d.waybill, d.onset_ts, T0 + 3 * H) for d in delays[:2]]
-    assert [d.status for d in step(moved, T0 + 4 * H)] == ["RESOLVED"]
