@@ -183,9 +183,9 @@ class DeadLetters:
              reason: str) -> OutputRecord:
         offset, key, value = record
         # Mask before cutting, so a number across the cut cannot leave its digits behind.
-        # Disputes carry buyers' notes: drop addresses too, not only phone numbers.
-        mask = mask_personal_data if topic == "disputes" else mask_phones
-        text = None if value is None else mask(
+        # A record that failed to decode may hold anything: drop addresses too, whatever
+        # its topic.
+        text = None if value is None else mask_personal_data(
             value.decode("utf-8", errors="replace")).encode()[:VALUE_LIMIT].decode(
                 "utf-8", errors="ignore")
         letter = DeadLetter(

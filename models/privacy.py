@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 
-# Mainland mobile numbers (optionally +86, optionally grouped) and landlines with an area code.
-# The look-arounds keep longer digit runs, such as epoch-millisecond timestamps, untouched.
+# What people put between digit groups: spaces of any width (the ideographic space U+3000
+# included), hyphens and dashes of any width, slashes, dots, middle dots; up to three of
+# them, so `131 - 2345 - 6789` is one number. Full-width digits are read as digits first.
+_SEP = r"[\s\-\u2010-\u2015\u2212\uFF0D/\uFF0F.\uFF0E\u00B7\u30FB_]{0,3}"
+# Mainland mobile numbers (optionally +86) and landlines with an area code, and international
+# numbers. The look-arounds keep longer digit runs, such as epoch-millisecond timestamps,
+# untouched.
 _PHONE = re.compile(
-    r"(?<!\d)(?P<cc>\+?86[- .]?)?(?P<mobile>1[3-9]\d(?:[- .]?\d){8})(?!\d)"
-    r"|(?<![0-9A-Za-z])0\d{2,3}[- ]?\d{7,8}(?!\d)"
-    r"|(?<![\d+])\+\d{1,3}[- ]?\d(?:[- ]?\d){6,13}(?!\d)"
+    rf"(?<!\d)(?P<cc>[+\uFF0B]?86{_SEP})?(?P<mobile>1{_SEP}[3-9](?:{_SEP}\d){{9}})(?!\d)"
+    rf"|(?<![0-9A-Za-z])0\d{{2,3}}{_SEP}\d(?:{_SEP}\d){{6,7}}(?!\d)"
+    rf"|(?<![\d+\uFF0B])[+\uFF0B]\d{{1,3}}{_SEP}\d(?:{_SEP}\d){{6,13}}(?!\d)"
 )
 # Address-like fragments: a run of text ending in a Chinese address unit, or an English
 # street line. They are dropped, not masked: nothing in them is needed downstream.

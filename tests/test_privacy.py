@@ -18,6 +18,13 @@ from models.privacy import mask_personal_data, mask_phones
     ("138-1234-1234", "138-****-1234"),
     ("联系电话13812341234谢谢", "联系电话138****1234谢谢"),
     ("call me: 15500001111.", "call me: 155****1111."),
+    ("１８８－２２２２－３３３３", "188－****－3333"),         # full width, digits and hyphens
+    ("188\u30002222\u30003333", "188\u3000****\u30003333"),  # the ideographic space
+    ("131 - 2345 - 6789", "131 - **** - 6789"),
+    ("133  4444  6666", "133  ****  6666"),
+    ("133/4444/6666", "133/****/6666"),
+    ("138.1234.1234", "138.****.1234"),
+    ("138—1234—1234", "138—****—1234"),
 ])
 def test_mainland_mobiles_are_masked(text, masked):
     assert mask_phones(text) == masked
@@ -115,3 +122,43 @@ def test_property_no_mobile_survives(before, left, mobile, right, after, at_star
     masked = mask_personal_data(text)
     assert mobile not in masked
     assert mobile not in mask_phones(text)
+
+
+SEPARATORS = st.sampled_from([" ", "  ", "\u3000", "-", "－", "‐", "–", "—", " - ", "/", "／",
+                              ".", "．", "·", ""])
+FULL_WIDTH = {str(i): chr(0xFF10 + i) for i in range(10)}
+
+
+@st.composite
+def written_mobiles(draw) -> tuple[str, str]:
+    """A mobile number as people type it: each digit ASCII or full width, any separator
+    between any digits (3-4-4 or not). Returns (the digits, how it is written)."""
+    digits = draw(MOBILE)
+    written = ""
+    for i, digit in enumerate(digits):
+        if i:
+            written += draw(SEPARATORS) if draw(st.booleans()) or i in (3, 7) else ""
+        written += FULL_WIDTH[digit] if draw(st.booleans()) else digit
+    return digits, written
+
+
+def digits_only(text: str) -> str:
+    return re.sub(r"\D", "", text.translate({ord(v): k for k, v in FULL_WIDTH.items()}))
+
+
+BOUNDARY = st.one_of(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),
+                    st.sampled_from(list("abcXYZ#!?")))  # neither a digit nor a separator
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT, BOUNDARY, written_mobiles(), BOUNDARY, TEXT)
+def test_property_no_mobile_survives_however_it_is_written(before, left, mobile, right,
+                                                           after):
+    digits, written = mobile
+    start = len(before + left)
+    text = before + left + written + right + after
+    masked = mask_phones(text)
+    region = masked[start:start + len(written)]  # masking keeps every character's place
+    assert digits_only(region) == digits[:3] + digits[7:], (written, region)
+    assert region.count("*") == 4
+    assert written not in mask_personal_data(text)
