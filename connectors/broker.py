@@ -29,6 +29,16 @@ def _die_with_parent() -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def stop_with_parent(signum: int = signal.SIGTERM) -> None:
+    """This process gets `signum` when its parent dies (Linux): a foreground command whose
+    wrapper is killed, even with SIGKILL, does not run on alone."""
+    parent = os.getppid()
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signum)
+
+
 class BrokerError(RuntimeError):
     """The embedded broker could not be found or did not start."""
 

@@ -84,12 +84,20 @@ def replay(scans, disputes, weather, out, config) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=9092, show_default=True)
 def broker(port) -> None:
     """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
-    from connectors.broker import EmbeddedBroker
+    from connectors.broker import EmbeddedBroker, stop_with_parent
 
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    # Stop on SIGTERM, SIGHUP and SIGINT however it was started: a shell script's `&`
+    # starts it with SIGINT ignored, so SIGTERM must not go through SIGINT.
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _interrupt)
+    stop_with_parent()
     with contextlib.suppress(KeyboardInterrupt), EmbeddedBroker(port) as running:
         click.echo(f"broker listening on {running.bootstrap} (memory only; Ctrl-C stops it)")
         running.process.wait()
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 scenario_options = [

@@ -9,6 +9,7 @@ variable name become dots: `PARCELWATCH_KAFKA__SASL_PASSWORD` sets `sasl.passwor
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -126,4 +127,25 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         ZoneInfo(settings.zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"invalid configuration: unknown time zone {settings.zone!r}") from None
+    check_brokers(settings.brokers)
     return settings
+
+
+# One bootstrap server, as librdkafka takes it: [PROTOCOL://]HOST[:PORT], HOST a name, an
+# IPv4 address or a bracketed IPv6 one.
+_BROKER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?")
+
+
+def check_brokers(brokers: str) -> None:
+    """A malformed broker list stops the start with the reason, not after a connect timeout."""
+    entries = [entry.strip() for entry in brokers.split(",")]
+    if not brokers.strip():
+        raise ConfigError("invalid configuration: brokers is empty (expected HOST:PORT[,...])")
+    for entry in entries:
+        match = _BROKER.fullmatch(entry)
+        if match is None:
+            raise ConfigError(f"invalid configuration: broker {entry!r} in brokers "
+                              f"{brokers!r} is not HOST:PORT")
+        if match.group(1) is not None and not 1 <= int(match.group(1)) <= 65535:
+            raise ConfigError(f"invalid configuration: broker {entry!r} has port "
+                              f"{match.group(1)}, outside 1-65535")

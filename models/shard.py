@@ -60,17 +60,29 @@ class Shard:
         out: list = []
         on_scan, on_record = self.tracker.on_scan, self.tracker.on_record
         outcomes = self.outcomes
-        scans = duplicates = 0
+        # Late: older than the watermark when read (before this batch's progress moves it).
+        watermark = self.watermark.value
+        scans = duplicates = late = 0
         for event in item.events:
             if type(event) is Scan:
                 scans += 1
-                if on_scan(event, out) == DUPLICATE:
+                if on_scan(event, out, watermark) == DUPLICATE:
                     duplicates += 1
+                elif watermark is not None and event.ts < watermark:
+                    late += 1
             else:
                 topic = RECORD_TOPICS[type(event)]
-                outcomes[topic, "duplicate" if on_record(event, out) else "accepted"] += 1
-        outcomes["scans", "accepted"] += scans - duplicates
+                if on_record(event, out):
+                    outcome = "duplicate"
+                elif watermark is not None and event.ts < watermark:
+                    outcome = "late"
+                else:
+                    outcome = "accepted"
+                outcomes[topic, outcome] += 1
+        outcomes["scans", "accepted"] += scans - duplicates - late
         outcomes["scans", "duplicate"] += duplicates
+        if late:
+            outcomes["scans", "late"] += late
         self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         self._advance(out)
         return out
@@ -84,9 +96,11 @@ class Shard:
 
     def _advance(self, out: list) -> None:
         watermark = self.watermark.value
+        caught_up = self.watermark.all_caught_up
+        if caught_up:
+            self.tracker.release_held()
         if watermark is not None:
             self.tracker.on_watermark(watermark, out)
-        caught_up = self.watermark.all_caught_up
         if caught_up:
             self.tracker.flush(out)
         tick = ShardTick(self.shard, watermark, caught_up)

@@ -8,6 +8,12 @@ deadline (forget a finished or stalled parcel) and every detector's. When the wa
 passes it, every detector sees the row due; a row no detector keeps is freed once its trip's
 retention has passed, and its waybill is remembered as forgotten, so a late scan does not start
 tracking it again.
+
+Late scans (older than the watermark when read: a carrier's backfill) are applied like any
+other, but a deadline one of them leaves behind the watermark is not judged at once: the row
+is held until the watermark has moved `allowed_lateness` past where it stood when the scan
+was read, so the rest of the backfill can land first (contract section 2). Once every input
+is caught up nothing more can come, and held rows are judged.
 """
 
 from __future__ import annotations
@@ -38,27 +44,40 @@ class ParcelTracker:
             columns.update(kind.columns)
         self.parcels = ParcelTable(columns)
         self.detectors = [kind(thresholds, self.parcels, zone) for kind in detectors]
-        self.handlers = {record: d.on_record for d in self.detectors for record in d.records}
-        # Per hook, only the detectors that implement it: a scan costs no call for a hook a
-        # detector left at its default.
+        self._bind_hooks()
+        self.stale_after = thresholds.stale_after_ms
+        self.retention = max(thresholds.finished_retention_ms,
+                             *(d.keep_finished_ms for d in self.detectors))
+        self.forgotten = ForgottenWaybills(thresholds.forget_after_ms)
+        self.lateness = thresholds.lateness_ms
+        self.held: dict[int, int] = {}   # row -> judged no sooner than this watermark
+
+    def _bind_hooks(self) -> None:
+        """Per hook, only the detectors that implement it: a scan costs no call for a hook a
+        detector left at its default."""
         self.on_scans = _implementing(self.detectors, "on_scan")
         self.deadlines = _implementing(self.detectors, "deadline")
         self.on_dues = _implementing(self.detectors, "on_due")
         self.keepers = _implementing(self.detectors, "keeps")
         self.on_frees = _implementing(self.detectors, "on_free")
-        self.stale_after = thresholds.stale_after_ms
-        self.retention = max(thresholds.finished_retention_ms,
-                             *(d.keep_finished_ms for d in self.detectors))
-        self.forgotten = ForgottenWaybills(thresholds.forget_after_ms)
+        self.handlers = {record: d.on_record for d in self.detectors for record in d.records}
+
+    def __getstate__(self) -> dict:
+        bound = ("on_scans", "deadlines", "on_dues", "keepers", "on_frees", "handlers")
+        return {k: v for k, v in self.__dict__.items() if k not in bound}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind_hooks()
 
     def detector(self, kind: type[Detector]) -> Detector:
         return next(d for d in self.detectors if type(d) is kind)
 
     # -- records -------------------------------------------------------------------------
 
-    def on_scan(self, scan: Scan, out: list) -> int:
-        """Apply one scan; append what the detectors find to `out`; return the parcel's row,
-        or DUPLICATE, or UNTRACKED."""
+    def on_scan(self, scan: Scan, out: list, watermark: int | None = None) -> int:
+        """Apply one scan read at `watermark`; append what the detectors find to `out`;
+        return the parcel's row, or DUPLICATE, or UNTRACKED."""
         table = self.parcels
         row = table.find(scan.waybill)
         is_new = row < 0
@@ -80,8 +99,17 @@ class ParcelTracker:
         self._move(row, scan, hub, prior)
         for on_scan in self.on_scans:
             on_scan(row, scan, hub, prior, out)
-        self._arm(row)
+        at = min(self._forget_at(row), self._wanted(row))
+        if watermark is not None and scan.ts < watermark and at <= watermark:
+            # A late scan left a deadline behind the watermark: hold it for the backfill.
+            self.held[row] = max(self.held.get(row, 0), watermark + self.lateness)
+        self._set_timer(row, at)
         return row
+
+    def _set_timer(self, row: int, at: int) -> None:
+        """The row's timer, no sooner than its hold."""
+        hold = self.held.get(row)
+        self.parcels.set_timer(row, at if hold is None else max(at, hold))
 
     def on_record(self, record, out: list) -> bool:
         """A record other than a scan, for the detector that consumes its type; True if it
@@ -155,9 +183,6 @@ class ParcelTracker:
                 at = due
         return at
 
-    def _arm(self, row: int) -> None:
-        self.parcels.set_timer(row, min(self._forget_at(row), self._wanted(row)))
-
     def on_watermark(self, watermark: int, out: list) -> None:
         """Every detector's work at this watermark, then every due row; rows that are done
         are freed."""
@@ -175,13 +200,19 @@ class ParcelTracker:
                 break
 
     def _on_due(self, row: int, watermark: int, out: list) -> None:
+        hold = self.held.get(row)
+        if hold is not None:
+            if hold > watermark:  # woken early by a detector's own bring-forward
+                self.parcels.set_timer(row, hold)
+                return
+            del self.held[row]
         for on_due in self.on_dues:
             on_due(row, watermark, out)
         forget_at, wanted = self._forget_at(row), self._wanted(row)
         if forget_at <= watermark < wanted and not any(keeps(row) for keeps in self.keepers):
             self._free(row, out)
         else:
-            self.parcels.set_timer(row, min(forget_at, wanted))
+            self._set_timer(row, min(forget_at, wanted))
 
     def _free(self, row: int, out: list) -> None:
         # Remember it from the event time it went stale or its retention ended, not from
@@ -190,9 +221,18 @@ class ParcelTracker:
         for on_free in self.on_frees:
             on_free(row, gone_at, out)
         self.forgotten.add(self.parcels.waybill(row), gone_at)
+        self.held.pop(row, None)
         self.parcels.free(row)
 
+    def release_held(self) -> None:
+        """Every input is caught up: nothing more of a backfill can come now, so held rows
+        are judged at this watermark."""
+        for row in self.held:
+            self.parcels.set_timer(row, min(self._forget_at(row), self._wanted(row)))
+        self.held.clear()
+
     def flush(self, out: list) -> None:
+        """Every input is caught up: each detector releases what it held in case more came."""
         for detector in self.detectors:
             detector.flush(out)
 

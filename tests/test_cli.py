@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import signal
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from connectors.broker import free_port, port_accepts
 
@@ -48,6 +52,46 @@ def test_broker_command_serves_until_sigterm():
     assert not port_accepts(port)
 
 
+def exits_within(pid: int, seconds: float) -> bool:
+    """True once process `pid` (not a child of ours) has exited: its pidfd turns readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
+
+
+def broker_in_a_script(port: int) -> tuple[subprocess.Popen, int]:
+    """`parcelwatch broker &` in a shell script (so it starts with SIGINT ignored); returns
+    the script and the broker's pid, once the broker accepts."""
+    script = subprocess.Popen(["sh", "-c", f'"{CLI}" broker --port {port} & echo $!; wait'],
+                              stdout=subprocess.PIPE, text=True)
+    pid = int(script.stdout.readline())
+    assert f"127.0.0.1:{port}" in script.stdout.readline()
+    return script, pid
+
+
+def test_a_broker_started_from_a_script_stops_on_sigterm():
+    port = free_port()
+    script, pid = broker_in_a_script(port)
+    os.kill(pid, signal.SIGTERM)
+    assert exits_within(pid, 30)
+    assert script.wait(timeout=30) == 0
+    assert not port_accepts(port)
+
+
+def test_a_broker_never_outlives_its_parent():
+    port = free_port()
+    script, pid = broker_in_a_script(port)
+    script.kill()  # SIGKILL: the script cannot pass anything on
+    script.wait(timeout=30)
+    assert exits_within(pid, 30)
+    assert not port_accepts(port)
+
+
 def one_line_error(result) -> str:
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
@@ -60,6 +104,18 @@ def test_bad_config_file_stops_the_start_with_one_line(tmp_path: Path):
     config.write_text("[thresholds]\nno_movement_hourz = 48\n")
     line = one_line_error(cli("run", "--brokers", "127.0.0.1:1", "--config", config))
     assert "no_movement_hourz" in line
+
+
+@pytest.mark.parametrize(("brokers", "said"), [
+    ("127.0.0.1:99999", "outside 1-65535"),
+    ("", "brokers is empty"),
+    ("127.0.0.1:9092,,b2:9092", "is not HOST:PORT"),
+    ("host name:9092", "is not HOST:PORT"),
+])
+@pytest.mark.parametrize("command", [["run"], ["push", "--endpoints", "none.toml"]])
+def test_a_malformed_broker_list_stops_the_start_with_one_line(command, brokers, said):
+    line = one_line_error(cli(*command, "--brokers", brokers, timeout=30))
+    assert said in line
 
 
 def test_bad_environment_value_stops_the_start_with_one_line():
