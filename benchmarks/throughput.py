@@ -152,9 +152,13 @@ def measure(events: int, days: float, seed: int, score_interval_hours: float = 1
             naive_records, naive_s = naive_flow(broker.bootstrap, topics)
     run_rate = records / run_s
     one, most = by_processes.get("1"), by_processes.get(str(max(processes)))
-    if one and most is not one:  # the same work as more processes: faster, and at what cost
-        by_processes["speedup"] = round(one["seconds"] / most["seconds"], 2)
-        by_processes["cpu_ratio"] = round(most["cpu_seconds"] / one["cpu_seconds"], 2)
+    scaling_figures = {} if not one or most is one else {
+        # The same work as the most processes against one: how much faster, at what cost.
+        "processes": max(processes),
+        "speedup": round(one["seconds"] / most["seconds"], 2),
+        "cpu_ratio": round(most["cpu_seconds"] / one["cpu_seconds"], 2),
+        "busiest_process_share": most["busiest_process_share"],
+    }
     return {
         "parcels": parcels,
         "days": days,
@@ -165,6 +169,7 @@ def measure(events: int, days: float, seed: int, score_interval_hours: float = 1
                             "input_partitions": settings.topic_partitions},
         # `parcelwatch run` as separate processes, start-up included.
         "processes": by_processes,
+        "scaling": scaling_figures,
         # The same topics of the same broker, read by the ceiling and by the naive peer.
         "raw_consume": {"records": raw_records, **rate(raw_records, raw_s)},
         "naive_bytewax": {"records": naive_records, **rate(naive_records, naive_s)},

@@ -31,6 +31,10 @@ def test_throughput_benchmark_reports_every_path_and_process_count():
     result = throughput.measure(events=2000, days=10, seed=3)
     assert 1000 < result["input_records"] < 4000
     assert set(result["processes"]) == {"1", "2"}  # `run` as one and as two processes
+    two = result["processes"]["2"]
+    assert len(two["cpu_seconds_by_process"]) == 2 and all(two["cpu_seconds_by_process"])
+    assert 0.5 <= two["busiest_process_share"] <= 1
+    assert result["scaling"]["speedup"] > 0 and result["scaling"]["cpu_ratio"] > 0
     paths = ("replay", "run_exit_at_end", "raw_consume", "naive_bytewax")
     for figures in [*(result[path] for path in paths), *result["processes"].values()]:
         assert figures["seconds"] > 0 and figures["events_per_second"] > 0
