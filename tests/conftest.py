@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,16 @@ class Detections(list):
     def append(self, item) -> None:
         if type(item) is Detection:
             super().append(item)
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """True once the process has exited: a pidfd turns readable then (no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(fd)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import select
 import subprocess
 import sys
 
 from connectors.broker import EmbeddedBroker, port_accepts, tansu_binary
 from connectors.kafka import check_connection, client_config, ensure_topics
+
+from conftest import wait_for_exit
 
 OWNER = """
 import os
@@ -29,19 +29,6 @@ def test_topics_are_created_with_their_partitions(broker):
     ensure_topics(config, ["broker-test-a"], 3, 10)  # existing topics are left alone
     topics = check_connection(config, 10)
     assert topics["broker-test-a"] == 3 and topics["broker-test-b"] == 3
-
-
-def wait_for_exit(pid: int, timeout: float) -> bool:
-    """True once the process has exited: a pidfd turns readable then (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
-    finally:
-        os.close(fd)
 
 
 def test_a_killed_owner_takes_its_broker_with_it():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from connectors.broker import free_port, port_accepts
 
-from conftest import CLI, cli, cli_env
+from conftest import CLI, cli, cli_env, wait_for_exit
 
 
 def test_demo_runs_everything_and_finds_the_ground_truth():
@@ -52,18 +51,6 @@ def test_broker_command_serves_until_sigterm():
     assert not port_accepts(port)
 
 
-def exits_within(pid: int, seconds: float) -> bool:
-    """True once process `pid` (not a child of ours) has exited: its pidfd turns readable."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], seconds)[0])
-    finally:
-        os.close(fd)
-
-
 def broker_in_a_script(port: int) -> tuple[subprocess.Popen, int]:
     """`parcelwatch broker &` in a shell script (so it starts with SIGINT ignored); returns
     the script and the broker's pid, once the broker accepts."""
@@ -78,7 +65,7 @@ def test_a_broker_started_from_a_script_stops_on_sigterm():
     port = free_port()
     script, pid = broker_in_a_script(port)
     os.kill(pid, signal.SIGTERM)
-    assert exits_within(pid, 30)
+    assert wait_for_exit(pid, 30)
     assert script.wait(timeout=30) == 0
     assert not port_accepts(port)
 
@@ -88,7 +75,7 @@ def test_a_broker_never_outlives_its_parent():
     script, pid = broker_in_a_script(port)
     script.kill()  # SIGKILL: the script cannot pass anything on
     script.wait(timeout=30)
-    assert exits_within(pid, 30)
+    assert wait_for_exit(pid, 30)
     assert not port_accepts(port)
 
 
