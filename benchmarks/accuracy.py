@@ -36,6 +36,7 @@ import statistics
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import msgspec
@@ -44,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from alerts.metrics import Metrics
 from benchmarks.geography import damage_rate
 from benchmarks.machine import report
-from benchmarks.scenario import Scenario, ScenarioConfig
+from benchmarks.scenario import DEFAULT_OUTAGE, Outage, Scenario, ScenarioConfig
 from benchmarks.writers import produce, progress_bar, write_files
 from connectors.broker import EmbeddedBroker
 from connectors.kafka import client_config, ensure_topics, read_topic
@@ -100,7 +101,11 @@ def score(alerts: list[dict], scenario: Scenario, thresholds: dict) -> dict:
     truth = scenario.truth
     firing = [a for a in alerts if a["status"] == "FIRING"]
     by_type = {kind: [a for a in firing if a["type"] == kind] for kind in DETECTORS}
+    outages = {(a["carrier"], a["event_ts"]) for a in truth.alerts if a["type"] == "FEED_SILENT"}
+    feeds = {} if not outages else {"FEED_SILENT": _feeds(
+        [a for a in firing if a["type"] == "FEED_SILENT"], outages)}
     return {
+        **feeds,
         "NO_MOVEMENT": _stalls(by_type["NO_MOVEMENT"], truth, thresholds),
         "SIGNED_DISPUTED": _disputes(by_type["SIGNED_DISPUTED"], truth),
         "ROUTE_DAMAGE_RATE": _routes(by_type["ROUTE_DAMAGE_RATE"], truth, scenario,
@@ -146,6 +151,13 @@ def _stalls(alerts: list[dict], truth, thresholds: dict) -> dict:
     found = [w for w in judged if w in first]
     return _figures(len(found), len(early), len(judged) - len(found),
                     [first[w] - judged[w] for w in found])
+
+
+def _feeds(alerts: list[dict], expected: set[tuple[str, int]]) -> dict:
+    """One FEED_SILENT per outage, at the carrier's last scan before it + 120 min exactly."""
+    got = {(a["carrier"], a["event_ts"]) for a in alerts}
+    found = expected & got
+    return _figures(len(found), len(got - expected), len(expected - found), [0] * len(found))
 
 
 def _disputes(alerts: list[dict], truth) -> dict:
@@ -195,11 +207,11 @@ def _storms(alerts: list[dict], truth) -> dict:
 
 def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
             show_progress: bool = True, kafka: bool = False,
-            brokers: str | None = None) -> dict:
+            brokers: str | None = None, outage: Outage | None = None) -> dict:
     """Every run of the sweeps on one scenario, scored. On Kafka (`kafka`, or `brokers`
     naming a cluster to use instead of a fresh embedded broker) runs go through `run`, as in
     production; otherwise through `replay` over files."""
-    scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed))
+    scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed, outage=outage))
     runs = [("defaults", {})] + [(name, point) for name, points in sweeps.items()
                                  for point in points]
     path = "kafka" if kafka or brokers else "replay"
@@ -214,7 +226,10 @@ def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
                       "signed_disputed": sum(a["type"] == "SIGNED_DISPUTED"
                                              for a in scenario.truth.alerts),
                       "bad_routes": len(scenario.truth.bad_routes),
-                      "storms": len(scenario.truth.clusters)},
+                      "storms": len(scenario.truth.clusters),
+                      "feed_outages": sum(a["type"] == "FEED_SILENT"
+                                          for a in scenario.truth.alerts)},
+            "outage": None if outage is None else asdict(outage),
             "runs": results}
 
 
@@ -479,14 +494,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two points per sweep")
     parser.add_argument("--kafka", action="store_true",
                         help="run each setting through Kafka (`run`) on the embedded broker")
+    parser.add_argument("--outage", action="store_true",
+                        help="the scenario with a carrier's 4-day outage and its backfill; "
+                             "the defaults only, no sweeps")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--report", type=Path, help="write accuracy.md and plots here")
     args = parser.parse_args()
     command = (f"python -m benchmarks.accuracy --parcels {args.parcels} --days {args.days:g} "
                f"--seed {args.seed}{' --quick' if args.quick else ''}"
-               f"{' --kafka' if args.kafka else ''}")
-    results = measure(args.parcels, args.days, args.seed,
-                      QUICK_SWEEPS if args.quick else SWEEPS, kafka=args.kafka)
+               f"{' --kafka' if args.kafka else ''}{' --outage' if args.outage else ''}")
+    sweeps = {} if args.outage else QUICK_SWEEPS if args.quick else SWEEPS
+    results = measure(args.parcels, args.days, args.seed, sweeps, kafka=args.kafka,
+                      outage=DEFAULT_OUTAGE if args.outage else None)
     results["recommended"] = recommend(results)
     if args.report:
         write_report(results, args.report, command)

@@ -79,6 +79,22 @@ DEFAULT_STORMS = (
 )
 
 
+@dataclass(frozen=True)
+class Outage:
+    """A carrier's feed goes dark: its scans from `start_share` of the scenario's days on,
+    for `days`, are read only once the feed resumes, as a backfill in event-time order with
+    their own `ts` (replayed `backfill_speedup` times faster than they happened)."""
+
+    carrier: str
+    start_share: float
+    days: float
+    backfill_speedup: float = 100
+
+
+DEFAULT_OUTAGE = Outage("ZTO", 0.4, 4)
+FEED_SILENCE_MINUTES = 120  # the contract's feed_silence_minutes: the truth is cut at it
+
+
 @dataclass
 class ScenarioConfig:
     parcels: int = 20_000
@@ -101,6 +117,7 @@ class ScenarioConfig:
     storms: tuple[Storm, ...] = DEFAULT_STORMS
     peaks: bool = True                         # Double-11 and 12.12 volume (PEAK_DAYS)
     delay_dwell_hours: float = 24              # held parcels sit at least this long
+    outage: Outage | None = None               # a carrier's feed going dark, then backfilled
 
 
 @dataclass
@@ -128,6 +145,7 @@ class Scenario:
         self.most_waiting = 0    # the most records held back at once (memory follows it)
         self._held: dict[Storm, list[str]] = {storm: [] for storm in config.storms}
         self._stalled_since = 0
+        self._before_outage = 0  # the outage carrier's largest scan ts before it went dark
 
     # -- public --------------------------------------------------------------------------
 
@@ -177,10 +195,24 @@ class Scenario:
                               for _ in range(last - first))
             first = last
 
-    def _next(self, at: int, topic: str, key: str, record: dict) -> tuple:
+    def _next(self, at: int, topic: str, key: str, record, carrier: str | None = None,
+              ) -> tuple:
+        """An item for the arrival heap; `carrier`: whose scan it is (for its outage)."""
         self._seq += 1
         arrival = at + self.rng.randrange(int(self.config.disorder_minutes * MINUTE) + 1)
+        outage = self.config.outage
+        if outage is not None and carrier == outage.carrier:
+            start, end = self._outage_window()
+            if start <= at < end:  # read when the feed resumes, in the order they happened
+                arrival = end + round((arrival - start) / outage.backfill_speedup)
+            elif at < start:
+                self._before_outage = max(self._before_outage, at)
         return (arrival, self._seq, topic, key, encode(record))
+
+    def _outage_window(self) -> tuple[int, int]:
+        outage, cfg = self.config.outage, self.config
+        start = cfg.start_ts + round(outage.start_share * cfg.days * DAY)
+        return start, start + round(outage.days * DAY)
 
     def _release(self, item: tuple) -> Iterator[tuple[str, str | None, bytes]]:
         _, _, topic, key, value = item
@@ -299,13 +331,13 @@ class Scenario:
                 position, far = self._signed_at(home, extra["signer"])
                 record.update(position)
             record.update(extra)
-            items.append(self._next(ts, "scans", waybill, record))
+            items.append(self._next(ts, "scans", waybill, record, carrier))
             if rng.random() < cfg.duplicate_rate:
                 self.truth.counts["duplicates"] += 1
-                items.append(self._next(ts, "scans", waybill, record))
+                items.append(self._next(ts, "scans", waybill, record, carrier))
             if rng.random() < cfg.junk_rate:
                 self.truth.counts["junk"] += 1
-                items.append(self._next(ts, "scans", waybill, self._junk(record)))
+                items.append(self._next(ts, "scans", waybill, self._junk(record), carrier))
             self._max_ts = max(self._max_ts, ts)
         self._expect(waybill, steps)
         last_kind, last_ts, _, last_extra = steps[-1]
@@ -443,6 +475,11 @@ class Scenario:
             if last_ts + limit <= watermark:
                 self._alert(waybill, "FIRING", last_ts + limit)
         self.truth.counts["final_watermark"] = watermark
+        if self.config.outage is not None:  # one alert for the outage, not one per parcel
+            self.truth.alerts.append({
+                "type": "FEED_SILENT", "status": "FIRING",
+                "carrier": self.config.outage.carrier,
+                "event_ts": self._before_outage + FEED_SILENCE_MINUTES * MINUTE})
         self.truth.counts["parcels"] = self.config.parcels
         self.truth.bad_routes = ["{}:{}>{}".format(*BAD_ROUTE)]
         for n, storm in enumerate(self.config.storms):

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import datetime
+from itertools import pairwise
 
 import msgspec
 
 from benchmarks import clustering, generation, throughput
-from benchmarks.scenario import CHINA, Scenario, ScenarioConfig
+from benchmarks.scenario import CHINA, Outage, Scenario, ScenarioConfig
+from models.settings import DAY_MS
 
 
 def test_memory_benchmark_reports_bytes_per_tracked_parcel(tmp_path):
@@ -108,3 +110,33 @@ def test_storms_fall_inside_a_short_scenario_and_hold_parcels():
         assert generated.config.start_ts < storm["start_ts"] < storm["end_ts"] < last_ts
         assert storm["waybills"]
 
+
+
+def test_an_outage_holds_a_carriers_scans_back_and_backfills_them_in_order():
+    outage = Outage("ZTO", 0.4, 2)
+    scenario = Scenario(ScenarioConfig(parcels=1500, days=10, seed=3, outage=outage))
+    start = scenario.config.start_ts + round(0.4 * 10 * DAY_MS)
+    end = start + 2 * DAY_MS
+    read: list[dict] = []
+    for topic, _key, value in scenario.records():
+        if topic == "scans":
+            try:
+                record = json.loads(value)
+                read.append(record if isinstance(record.get("ts"), int) else None)
+            except ValueError:  # a junk record
+                read.append(None)
+    read = [r for r in read if r is not None]
+    disorder = 5 * 60_000
+    dark = [n for n, r in enumerate(read) if r["carrier"] == "ZTO" and start <= r["ts"] < end]
+    assert len(dark) > 100, "the outage covers some scans"
+    # Read once the feed resumes: after every other scan from before the end of the outage.
+    dark_set = set(dark)
+    before_end = [n for n, r in enumerate(read) if r["ts"] < end - disorder and n not in dark_set]
+    assert min(dark) > max(before_end)
+    # In the order they happened (up to the stream's usual disorder), with their own ts.
+    dark_ts = [read[n]["ts"] for n in dark]
+    assert all(later >= earlier - disorder for earlier, later in pairwise(dark_ts))
+    before = max(r["ts"] for r in read if r["carrier"] == "ZTO" and r["ts"] < start)
+    [silent] = [a for a in scenario.truth.alerts if a["type"] == "FEED_SILENT"]
+    assert silent == {"type": "FEED_SILENT", "status": "FIRING", "carrier": "ZTO",
+                      "event_ts": before + 120 * 60_000}
