@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from models.aggregate import Aggregate
 from models.detection import Detection
+from models.detectors.signing import DisputeMatcher
 from models.events import Dispute, Scan
 from models.messages import DisputeCandidate, RouteEvent, ShardTick, Signed
 from models.risk import WEIGHTS
@@ -715,3 +716,29 @@ def test_the_global_step_refuses_a_message_it_does_not_know():
     aggregate = Aggregate(Thresholds(), shards=1)
     with pytest.raises(TypeError, match="unknown message: Dispute"):
         aggregate.apply([Dispute(event_id="d", waybill="W", ts=T0, kind="NOT_RECEIVED")])
+
+
+def test_a_claim_judged_before_its_signed_scan_was_read_meets_it_when_it_comes_late():
+    # The carrier's feed was dark: the claim is judged (the watermark passed it) while the
+    # parcel's SIGNED scan is still to come in the backfill, days later in read order.
+    pipeline = Pipeline()
+    scans = delivered("W1", at_hour(14))
+    pipeline.feed(SCANS, scans[:2])
+    pipeline.feed(DISPUTES, [dispute("d1", "W1", at_hour(14, day=1))], caught_up=True)
+    pipeline.feed(SCANS, [pickup("W2", at_hour(14, day=3))])  # time moves on, past the claim
+    assert pipeline.claims == []
+    assert set(pipeline.shard.tracker.detector(DisputeMatcher).unmatched) == {"W1"}
+    pipeline.feed(SCANS, [scans[2]])  # the late SIGNED scan
+    pipeline.finish()
+    claim = only_claim(pipeline)
+    assert claim.subject == "W1" and claim.event_ts == at_hour(14, day=1)
+
+
+def test_a_claim_without_a_signed_parcel_is_forgotten_after_the_window():
+    pipeline = Pipeline()
+    pipeline.feed(SCANS, [pickup("W1", T0)])
+    pipeline.feed(DISPUTES, [dispute("d1", "W1", T0 + H)], caught_up=True)
+    pipeline.feed(SCANS, [pickup("W2", T0 + 2 * D)])
+    assert set(pipeline.shard.tracker.detector(DisputeMatcher).unmatched) == {"W1"}
+    pipeline.feed(SCANS, [pickup("W3", T0 + WINDOW + 2 * D)])
+    assert pipeline.shard.tracker.detector(DisputeMatcher).unmatched == {}

@@ -1,7 +1,9 @@
 """SIGNED_DISPUTED, the parcel side: signing evidence, damage signals, dispute matching.
 
 A dispute is judged when the watermark passes its `ts`: by then every scan up to that time
-has been read, so whether the scan or the claim was read first never changes the answer. A
+has been read, so whether the scan or the claim was read first never changes the answer.
+A claim that finds no signed parcel is kept for the dispute window: a SIGNED scan read late
+(a carrier's backfill) still meets it. A
 `NOT_RECEIVED` claim matches when the parcel's latest scan at the claim's time is `SIGNED`
 and the claim is dated within `dispute_window_days` after signing; a `DAMAGED` claim in that
 window marks the delivery damaged (for route damage rates). Signed parcels stay in the
@@ -56,6 +58,7 @@ class DisputeMatcher(Detector):
         self.zone = ZoneInfo(zone)
         self.queue: list[tuple[int, int, Dispute]] = []   # (ts, seq, dispute), by ts
         self.seen: dict[str, int] = {}                     # dispute event id -> ts
+        self.unmatched: dict[str, list[Dispute]] = {}      # waybill -> claims not yet met
         self.seq = 0
         self.pruned_day: int | None = None
 
@@ -123,6 +126,10 @@ class DisputeMatcher(Detector):
             destination=text(table.destination[row]), merchant_id=text(table.merchant[row]),
             hub_id=scan.hub_id, signed_ts=table.last_ts[row],
             damaged=bool(table.flags[row] & DAMAGED)))
+        waiting = self.unmatched.pop(scan.waybill, None)
+        if waiting:  # claims judged before this late SIGNED scan was read meet it now
+            for dispute in waiting:
+                self._judge(dispute, out)
 
     # -- disputes ------------------------------------------------------------------------
 
@@ -147,6 +154,8 @@ class DisputeMatcher(Detector):
             self.pruned_day = day
             horizon = watermark - self.window
             self.seen = {eid: ts for eid, ts in self.seen.items() if ts > horizon}
+            self.unmatched = {waybill: kept for waybill, claims in self.unmatched.items()
+                              if (kept := [c for c in claims if c.ts > horizon])}
 
     def flush(self, out: list) -> None:
         """Every input is caught up: claims that match now need not wait for the watermark.
@@ -171,6 +180,7 @@ class DisputeMatcher(Detector):
 
     def _judge(self, dispute: Dispute, out: list) -> None:
         if not self._matches(dispute):
+            self.unmatched.setdefault(dispute.waybill, []).append(dispute)
             return
         table = self.parcels
         row = table.find(dispute.waybill)
