@@ -14,6 +14,10 @@ from prometheus_client import (
     start_http_server,
 )
 
+CARRIER_LABELS = 256  # carriers with a scan-age series: carrier codes are few, junk is not
+INPUT_TOPICS = ("scans", "disputes", "weather")
+OUTCOMES = ("accepted", "duplicate", "rejected", "late")
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY):
@@ -21,6 +25,14 @@ class Metrics:
         self.events = Counter(
             "parcelwatch_events_total", "Input records by topic and outcome.",
             ["topic", "outcome"], registry=registry)
+        for topic in INPUT_TOPICS:
+            for outcome in OUTCOMES:
+                self.events.labels(topic, outcome)  # at 0 from the start, for increase()
+        self.carrier_scan_age = Gauge(
+            "parcelwatch_carrier_scan_age_seconds",
+            "Event time since each carrier's latest scan (the watermark minus it, at least 0).",
+            ["carrier"], registry=registry)
+        self._carrier_latest: dict[str, int] = {}
         self.alerts = Counter(
             "parcelwatch_alerts_total", "Alerts emitted by type and status.",
             ["type", "status"], registry=registry)
@@ -59,9 +71,25 @@ class Metrics:
         self.watermark.set_function(self._watermark_seconds)
         self.watermark_lag.set_function(self._lag_seconds)
 
-    def report_shard(self, shard: str, tracked: int, stalled: int, watermark: int | None) -> None:
+    def report_shard(self, shard: str, tracked: int, stalled: int, watermark: int | None,
+                     carrier_latest: dict[str, int] | None = None) -> None:
         with self._lock:
             self._shards[shard] = (tracked, stalled, watermark)
+            for carrier, ts in (carrier_latest or {}).items():
+                known = self._carrier_latest.get(carrier)
+                if known is None:
+                    if len(self._carrier_latest) >= CARRIER_LABELS:
+                        continue
+                    self.carrier_scan_age.labels(carrier).set_function(
+                        lambda carrier=carrier: self._scan_age(carrier))
+                if known is None or ts > known:
+                    self._carrier_latest[carrier] = ts
+
+    def _scan_age(self, carrier: str) -> float:
+        watermark = self._watermark_seconds()
+        with self._lock:
+            latest = self._carrier_latest[carrier] / 1000
+        return max(0.0, watermark - latest) if watermark else 0.0
 
     def report_lag(self, topic: str, partition: int, behind: int) -> None:
         """`topic` is the contract name (scans, disputes, weather): bounded label values."""

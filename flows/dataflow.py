@@ -121,7 +121,7 @@ class ShardLogic(op.StatefulBatchLogic):
             events.labels(topic, outcome).inc(count)
         detector = self.shard.tracker
         self.metrics.report_shard(self.name, detector.tracked, detector.stalled,
-                                  self.shard.watermark.value)
+                                  self.shard.watermark.value, self.shard.carrier_latest)
 
 
 class AggregateLogic(op.StatefulBatchLogic):

@@ -47,6 +47,8 @@ class Shard:
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> count
         self.shard = 0
         self.last_tick: ShardTick | None = None
+        # Each carrier's largest scan ts read here: how long a feed has been quiet.
+        self.carrier_latest: dict[str, int] = {}
 
     def resume(self, partitions: list[str]) -> None:
         """After a restart every partition must report again before it stops holding the
@@ -63,13 +65,17 @@ class Shard:
         # Late: older than the watermark when read (before this batch's progress moves it).
         watermark = self.watermark.value
         scans = duplicates = late = 0
+        latest = self.carrier_latest
         for event in item.events:
             if type(event) is Scan:
                 scans += 1
                 if on_scan(event, out, watermark) == DUPLICATE:
                     duplicates += 1
-                elif watermark is not None and event.ts < watermark:
+                    continue
+                if watermark is not None and event.ts < watermark:
                     late += 1
+                if event.ts > latest.get(event.carrier, -1):
+                    latest[event.carrier] = event.ts
             else:
                 topic = RECORD_TOPICS[type(event)]
                 if on_record(event, out):

@@ -1,0 +1,54 @@
+"""Metrics of the contract (section 5) that need no running job: series present from the
+start, and each carrier's scan age from what the shards read."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from alerts.metrics import CARRIER_LABELS, Metrics
+from models.events import Scan
+from models.settings import MINUTE_MS, Thresholds
+from models.shard import Shard, ShardInput
+
+T0 = 1_793_462_400_000
+
+
+def scan(waybill: str, carrier: str, ts: int) -> Scan:
+    return Scan(event_id=f"{waybill}-{ts}", waybill=waybill, carrier=carrier,
+                scan_type="PICKUP", ts=ts)
+
+
+def test_every_input_outcome_exists_at_zero_from_the_start():
+    registry = CollectorRegistry()
+    Metrics(registry)
+    for topic in ("scans", "disputes", "weather"):
+        for outcome in ("accepted", "duplicate", "rejected", "late"):
+            assert registry.get_sample_value(
+                "parcelwatch_events_total", {"topic": topic, "outcome": outcome}) == 0
+
+
+def test_a_quiet_carrier_shows_its_scan_age_in_event_time():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    one, other = Shard(Thresholds(), ["scans/0"]), Shard(Thresholds(), ["scans/0"])
+    one.apply(ShardInput("scans/0", [scan("A", "ZTO", T0), scan("B", "SF", T0)], T0, False))
+    later = T0 + 130 * MINUTE_MS
+    other.apply(ShardInput("scans/0", [scan("C", "SF", later), scan("C", "SF", later)],
+                           later, False))
+    for name, shard in (("one", one), ("other", other)):
+        metrics.report_shard(name, shard.tracker.tracked, shard.tracker.stalled,
+                             other.watermark.value, shard.carrier_latest)
+    watermark = other.watermark.value  # 130 min minus the allowed lateness (10)
+    age = {c: registry.get_sample_value("parcelwatch_carrier_scan_age_seconds", {"carrier": c})
+           for c in ("ZTO", "SF")}
+    assert age == {"ZTO": (watermark - T0) / 1000, "SF": 0.0}
+    assert age["ZTO"] == 120 * 60
+
+
+def test_carrier_series_are_bounded():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.report_shard("s", 0, 0, T0, {f"C{i}": T0 for i in range(CARRIER_LABELS + 50)})
+    ages = [s for m in registry.collect() if m.name == "parcelwatch_carrier_scan_age_seconds"
+            for s in m.samples]
+    assert len(ages) == CARRIER_LABELS
