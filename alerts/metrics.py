@@ -14,7 +14,8 @@ from prometheus_client import (
     start_http_server,
 )
 
-CARRIER_LABELS = 256  # carriers with a scan-age series: carrier codes are few, junk is not
+from models.shard import MAX_CARRIERS  # carriers with a scan-age series
+
 INPUT_TOPICS = ("scans", "disputes", "weather")
 OUTCOMES = ("accepted", "duplicate", "rejected", "late")
 
@@ -78,7 +79,7 @@ class Metrics:
             for carrier, ts in (carrier_latest or {}).items():
                 known = self._carrier_latest.get(carrier)
                 if known is None:
-                    if len(self._carrier_latest) >= CARRIER_LABELS:
+                    if len(self._carrier_latest) >= MAX_CARRIERS:
                         continue
                     self.carrier_scan_age.labels(carrier).set_function(
                         lambda carrier=carrier: self._scan_age(carrier))

@@ -1,7 +1,8 @@
 """Route input records to shards as bytes, and decode them where their state is.
 
-The router reads only each scan's and claim's head (`waybill` and `ts`, one msgspec call that
-skips the rest) to pick the shard and the partition's progress; the record's bytes travel
+The router reads only each scan's and claim's head (its required fields, one msgspec call that
+skips the optional ones) to pick the shard (by `waybill`) and the partition's progress (by
+`ts`): a record missing a required field never moves event time; the record's bytes travel
 on, grouped by shard, with that progress (largest `ts` read, caught up or not), so a shard
 never sees a watermark before the events behind it and nothing but bytes and plain tuples
 crosses between workers. The shard decodes the records in full against the contract's schema
@@ -18,20 +19,48 @@ import time
 import msgspec
 
 from connectors.records import OutputRecord, RawBatch
-from models.events import Dispute, EpochMs, Scan, Waybill, WeatherWarning, undecodable_reason
-from models.privacy import mask_personal_data, mask_phones
+from models.events import (
+    Carrier,
+    Dispute,
+    DisputeKind,
+    EpochMs,
+    EventId,
+    Scan,
+    ScanType,
+    Waybill,
+    WeatherWarning,
+    undecodable_reason,
+)
+from models.privacy import mask_personal_data
 from models.shard import ShardInput, shard_of
 
 VALUE_LIMIT = 4096
+MASK_MARGIN = 256  # bytes past the cut still read when masking
 CLOCK_TOPICS = ("scans", "disputes")  # weather records do not move event time
 SCHEMAS = {"scans": Scan, "disputes": Dispute, "weather": WeatherWarning}
 
 
-class Head(msgspec.Struct, frozen=True, gc=False):
-    """What routing needs of a scan or a claim; every other field is skipped, not built."""
+class ScanHead(msgspec.Struct, frozen=True, gc=False):
+    """A scan's required fields: routing needs its waybill and ts, and a record missing any
+    required field must not move event time; the optional ones are skipped, not built."""
 
+    event_id: EventId
+    waybill: Waybill
+    carrier: Carrier
+    scan_type: ScanType
+    ts: EpochMs
+
+
+class DisputeHead(msgspec.Struct, frozen=True, gc=False):
+    """A claim's required fields (see `ScanHead`)."""
+
+    event_id: EventId
     waybill: Waybill
     ts: EpochMs
+    kind: DisputeKind
+
+
+HEADS = {"scans": ScanHead, "disputes": DisputeHead}
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -62,7 +91,7 @@ class BatchRouter:
         self.shards = shards
         self.letters = DeadLetters(topic_names)
         self.progress_tick_ms = progress_tick_ms
-        self.heads = msgspec.json.Decoder(Head)
+        self.heads = {name: msgspec.json.Decoder(head) for name, head in HEADS.items()}
         self.weather = msgspec.json.Decoder(WeatherWarning)
         self.progress: dict[str, _Progress] = {}
         self.counts = counts  # callable(topic, outcome, n) for metrics, or None
@@ -70,7 +99,7 @@ class BatchRouter:
     def route(self, batch: RawBatch) -> list:
         if batch.topic not in CLOCK_TOPICS:  # weather warnings: for the global step only
             return self._weather(batch)
-        head = self.heads.decode
+        head = self.heads[batch.topic].decode
         groups: dict[int, list] = {}
         dead: list[OutputRecord] = []
         shards = self.shards
@@ -185,16 +214,19 @@ class DeadLetters:
         # Mask before cutting, so a number across the cut cannot leave its digits behind.
         # A record that failed to decode may hold anything: drop addresses too, whatever
         # its topic.
+        # Only what can be shown is masked (a huge record costs no more than a small one); the
+        # margin keeps a number straddling the cut whole while it is masked.
         text = None if value is None else mask_personal_data(
-            value.decode("utf-8", errors="replace")).encode()[:VALUE_LIMIT].decode(
-                "utf-8", errors="ignore")
+            value[:VALUE_LIMIT + MASK_MARGIN].decode("utf-8", errors="replace")
+        ).encode()[:VALUE_LIMIT].decode("utf-8", errors="ignore")
         letter = DeadLetter(
             source_topic=self.topic_names.get(topic, topic),
             partition=partition,
             offset=offset,
-            key=None if key is None else mask_phones(key.decode("utf-8", errors="replace")),
+            key=None if key is None else mask_personal_data(
+                key[:VALUE_LIMIT].decode("utf-8", errors="replace")),
             value=text,
-            error=mask_phones(reason),
+            error=mask_personal_data(reason),
             ts=int(time.time() * 1000),
         )
         return OutputRecord("dead-letter", letter.key, msgspec.json.encode(letter))

@@ -133,7 +133,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
 
 # One bootstrap server, as librdkafka takes it: [PROTOCOL://]HOST[:PORT], HOST a name, an
 # IPv4 address or a bracketed IPv6 one.
-_BROKER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?")
+_BROKER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::([0-9]{1,5}))?")
 
 
 def check_brokers(brokers: str) -> None:

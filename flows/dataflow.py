@@ -38,7 +38,7 @@ encode = msgspec.json.encode
 AGGREGATE_KEY = "aggregate"  # the one key of the global step
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
-STATE_FORMAT = 6
+STATE_FORMAT = 7
 
 
 def snapshot_of(state) -> bytes:
@@ -178,7 +178,8 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
 
     def build_shard(resume: bytes | None) -> ShardLogic:
         if resume is None:
-            shard = Shard(thresholds, clock_partitions, settings.zone)
+            shard = Shard(thresholds, clock_partitions, settings.zone,
+                          caught_up_is_the_end=not idle_advance)
         else:
             shard = restored(resume)
             shard.resume(clock_partitions)

@@ -18,6 +18,7 @@ from models.settings import Thresholds
 from models.tracking import DUPLICATE, ParcelTracker
 from models.watermark import Watermark
 
+MAX_CARRIERS = 256  # carriers whose latest scan a shard follows
 RECORD_TOPICS = {Dispute: "disputes"}  # records besides scans, by the topic they come from
 
 
@@ -40,11 +41,16 @@ class Shard:
     (deliveries, damage, matched claims) and a `ShardTick` with this shard's watermark."""
 
     def __init__(self, thresholds: Thresholds, partitions: list[str],
-                 zone: str = "Asia/Shanghai"):
+                 zone: str = "Asia/Shanghai", caught_up_is_the_end: bool = True):
+        """`caught_up_is_the_end`: inputs that are all caught up are finished (`replay`,
+        `--exit-at-end`), so deadlines held for a backfill are judged then. A live job reads
+        to the end of its partitions after nearly every poll; there the watermark, moving
+        with the wall clock while idle, releases them instead."""
         self.thresholds = thresholds
         self.watermark = Watermark(partitions, thresholds.lateness_ms)
         self.tracker = ParcelTracker(thresholds, zone)
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> count
+        self.caught_up_is_the_end = caught_up_is_the_end
         self.shard = 0
         self.last_tick: ShardTick | None = None
         # Each carrier's largest scan ts read here: how long a feed has been quiet.
@@ -74,7 +80,11 @@ class Shard:
                     continue
                 if watermark is not None and event.ts < watermark:
                     late += 1
-                if event.ts > latest.get(event.carrier, -1):
+                known = latest.get(event.carrier)
+                if known is None:
+                    if len(latest) < MAX_CARRIERS:  # carrier codes are few; junk is not
+                        latest[event.carrier] = event.ts
+                elif event.ts > known:
                     latest[event.carrier] = event.ts
             else:
                 topic = RECORD_TOPICS[type(event)]
@@ -103,7 +113,7 @@ class Shard:
     def _advance(self, out: list) -> None:
         watermark = self.watermark.value
         caught_up = self.watermark.all_caught_up
-        if caught_up:
+        if caught_up and self.caught_up_is_the_end:
             self.tracker.release_held()
         if watermark is not None:
             self.tracker.on_watermark(watermark, out)

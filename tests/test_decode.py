@@ -316,10 +316,10 @@ def test_records_are_routed_by_their_waybill_whatever_their_key():
 
 
 def test_a_record_with_a_good_head_and_a_bad_body_is_dead_lettered_by_its_shard():
-    items = router().route(batch([scan_json("SF1", T0, scan_type="TELEPORTED")]))
+    items = router().route(batch([scan_json("SF1", T0, lat=123.0)]))  # an optional field
     assert not any(type(item) is OutputRecord for item in items)  # the head was fine
     [d] = dead_letters(items)
-    assert "TELEPORTED" in d["error"] and d["source_topic"] == "prod.scans"
+    assert "lat" in d["error"] and d["source_topic"] == "prod.scans"
 
 
 def test_addresses_and_phones_in_any_dead_letter_are_masked():
@@ -328,3 +328,22 @@ def test_addresses_and_phones_in_any_dead_letter_are_masked():
     [d] = dead_letters(router().route(batch([value])))
     assert "文三路" not in d["value"] and "[address]" in d["value"]
     assert "2345" not in d["value"] and "131 - **** - 6789" in d["value"]
+
+
+def test_a_record_missing_a_required_field_never_moves_event_time():
+    r = router()
+    good = scan_json("SF1", T0)
+    far = json.dumps({"waybill": "SF2", "ts": 4_102_444_800_000}).encode()  # no scan fields
+    items = r.route(batch([good, far]))
+    [letter] = [item for item in items if type(item) is OutputRecord]  # dead at the router
+    assert json.loads(letter.value)["offset"] == 1
+    assert {si.max_ts for si in shard_inputs(items).values()} == {T0}
+
+
+def test_addresses_in_a_dead_letters_key_and_error_are_dropped():
+    value = scan_json("SF1", T0, scan_type="上海市浦东新区张江路100号 13812345678")
+    raw = RawBatch("scans", 0, [(0, "北京市朝阳区建国路88号".encode(), value)], False)
+    [d] = dead_letters(router().route(raw))
+    for field in ("key", "error", "value"):
+        assert "张江路" not in d[field] and "建国路" not in d[field], (field, d[field])
+    assert "13812345678" not in d["error"]

@@ -23,8 +23,9 @@ def scan(waybill: str, ts: int, scan_type: str = "ARRIVE") -> Scan:
 class Job:
     """One shard fed by a live partition that moves the watermark and a backfill partition."""
 
-    def __init__(self):
-        self.shard = Shard(Thresholds(), [LIVE, BACKFILL])
+    def __init__(self, caught_up_is_the_end: bool = True):
+        self.shard = Shard(Thresholds(), [LIVE, BACKFILL],
+                           caught_up_is_the_end=caught_up_is_the_end)
         self.max_ts: dict[str, int] = {}
         self.found: list[Detection] = []
 
@@ -46,8 +47,8 @@ class Job:
         return [(d.status, d.event_ts) for d in self.found if d.subject == waybill]
 
 
-def job_with_a_watermark(at: int) -> Job:
-    job = Job()
+def job_with_a_watermark(at: int, **options) -> Job:
+    job = Job(**options)
     job.read(BACKFILL, [scan("B0", at - 10 * 24 * H, "PICKUP")])  # the backfill has reported
     job.read(LIVE, [scan("LIVE", at - 10 * 24 * H, "PICKUP")])
     for hours in range(-240, 1, 24):
@@ -97,3 +98,15 @@ def test_records_in_time_are_not_late():
     job.read(LIVE, [scan("C", T0 - 5 * M, "PICKUP")])  # disorder within the lateness
     outcomes = job.shard.drain_outcomes()
     assert outcomes["scans", "accepted"] == 3 and outcomes["scans", "late"] == 0
+
+
+def test_a_live_job_reading_to_the_end_of_its_partitions_still_holds_for_the_backfill():
+    # Live, a poll reaches the end of every partition most of the time: being caught up
+    # there does not mean the backfill is over.
+    now = T0 + 10 * 24 * H
+    job = job_with_a_watermark(now, caught_up_is_the_end=False)
+    job.read(BACKFILL, [scan("B1", T0, "PICKUP")])
+    job.read(LIVE, [scan("LIVE", now + 5 * M)], caught_up=True)
+    job.read(BACKFILL, [scan("B1", T0 + 20 * H), scan("B1", T0 + 40 * H, "SIGNED")])
+    job.read(LIVE, [scan("LIVE", now + 30 * M)], caught_up=True)
+    assert job.alerts("B1") == []

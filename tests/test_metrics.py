@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from alerts.metrics import CARRIER_LABELS, Metrics
+from alerts.metrics import Metrics
 from models.events import Scan
 from models.settings import MINUTE_MS, Thresholds
-from models.shard import Shard, ShardInput
+from models.shard import MAX_CARRIERS, Shard, ShardInput
 
 T0 = 1_793_462_400_000
 
@@ -48,7 +48,7 @@ def test_a_quiet_carrier_shows_its_scan_age_in_event_time():
 def test_carrier_series_are_bounded():
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    metrics.report_shard("s", 0, 0, T0, {f"C{i}": T0 for i in range(CARRIER_LABELS + 50)})
+    metrics.report_shard("s", 0, 0, T0, {f"C{i}": T0 for i in range(MAX_CARRIERS + 50)})
     ages = [s for m in registry.collect() if m.name == "parcelwatch_carrier_scan_age_seconds"
             for s in m.samples]
-    assert len(ages) == CARRIER_LABELS
+    assert len(ages) == MAX_CARRIERS
