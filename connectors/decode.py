@@ -127,7 +127,7 @@ class BatchRouter:
     @staticmethod
     def _reason(topic: str, value: bytes | None) -> str:
         """The full schema's reason, the one a person can act on (the head's would name only
-        the two fields it reads)."""
+        the fields it reads)."""
         try:
             FULL_DECODERS[topic].decode(value)
         except Exception as exc:
@@ -135,20 +135,12 @@ class BatchRouter:
         return "the record could not be decoded"
 
     def _weather(self, batch: RawBatch) -> list:
-        decode = self.weather.decode
-        out: list = []
-        dead = 0
-        for record in batch.records:
-            try:
-                out.append(decode(record[2]))
-            except Exception as exc:
-                dead += 1
-                out.append(self.letters.make(batch.topic, batch.partition, record,
-                                             reason_for(record[2], exc)))
+        warnings, dead = decode_records(self.weather.decode, batch.topic, batch.partition,
+                                        batch.records, self.letters)
         if self.counts is not None:
-            self.counts(batch.topic, "rejected", dead)
-            self.counts(batch.topic, "accepted", len(out) - dead)
-        return out
+            self.counts(batch.topic, "rejected", len(dead))
+            self.counts(batch.topic, "accepted", len(warnings))
+        return warnings + dead
 
     def _to_shards(self, batch: RawBatch, groups: dict[int, list], batch_max: int | None,
                    ) -> list[ShardInput]:
@@ -183,16 +175,22 @@ class ShardDecoder:
     def decode(self, item: ShardInput) -> tuple[ShardInput, list[OutputRecord]]:
         """The item with its records decoded, and a dead letter for each that fails."""
         topic, partition = item.partition.rsplit("/", 1)
-        decode = FULL_DECODERS[topic].decode
-        events: list = []
-        dead: list[OutputRecord] = []
-        for record in item.events:
-            try:
-                events.append(decode(record[2]))
-            except Exception as exc:  # any failure to decode is the record's
-                dead.append(self.letters.make(topic, int(partition), record,
-                                              reason_for(record[2], exc)))
+        events, dead = decode_records(FULL_DECODERS[topic].decode, topic, int(partition),
+                                      item.events, self.letters)
         return item._replace(events=events), dead
+
+
+def decode_records(decode, topic: str, partition: int, records: list,
+                   letters: DeadLetters) -> tuple[list, list[OutputRecord]]:
+    """Each (offset, key, value) decoded, and a dead letter for each that fails."""
+    decoded: list = []
+    dead: list[OutputRecord] = []
+    for record in records:
+        try:
+            decoded.append(decode(record[2]))
+        except Exception as exc:  # any failure to decode is the record's
+            dead.append(letters.make(topic, partition, record, reason_for(record[2], exc)))
+    return decoded, dead
 
 
 FULL_DECODERS = {name: msgspec.json.Decoder(schema) for name, schema in SCHEMAS.items()}
@@ -212,10 +210,9 @@ class DeadLetters:
              reason: str) -> OutputRecord:
         offset, key, value = record
         # Mask before cutting, so a number across the cut cannot leave its digits behind.
-        # A record that failed to decode may hold anything: drop addresses too, whatever
-        # its topic.
-        # Only what can be shown is masked (a huge record costs no more than a small one); the
-        # margin keeps a number straddling the cut whole while it is masked.
+        # A record that failed to decode may hold anything: phones and addresses are masked
+        # in every field, whatever its topic. Only what can be shown is masked (a huge record
+        # costs no more than a small one); the margin keeps a number across the cut whole.
         text = None if value is None else mask_personal_data(
             value[:VALUE_LIMIT + MASK_MARGIN].decode("utf-8", errors="replace")
         ).encode()[:VALUE_LIMIT].decode("utf-8", errors="ignore")

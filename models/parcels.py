@@ -36,9 +36,11 @@ SCAN_TYPE_CODE = {name: i for i, name in enumerate(SCAN_TYPES)}
 FINGERPRINTS = 4  # recent event ids remembered per parcel, for duplicate detection
 
 
+Columns = dict[str, tuple[str, int | float]]  # name -> (array typecode, value of an empty row)
+
 # The columns every row has: the trip (latest scan, status, the one timer) and the route.
-# Name -> (array typecode, value of an empty row). Detectors declare theirs besides.
-TRIP_COLUMNS: dict[str, tuple[str, int | float]] = {
+# Detectors declare theirs besides.
+TRIP_COLUMNS: Columns = {
     "last_ts": ("q", 0), "timer": ("q", NO_TIMER), "last_type": ("B", 0), "status": ("B", FREE),
     "carrier": ("I", 0), "hub": ("I", 0), "city": ("I", 0), "merchant": ("I", 0),
     "origin": ("I", 0), "destination": ("I", 0),
@@ -49,7 +51,7 @@ class ParcelTable:
     """Rows of parcel state addressed through a waybill -> row index. Each column is an
     attribute named as declared (`table.last_ts[row]`)."""
 
-    def __init__(self, columns: dict[str, tuple[str, int | float]] | None = None) -> None:
+    def __init__(self, columns: Columns | None = None) -> None:
         self.waybills = WaybillSlots(WIDTH)   # and the waybill -> row index
         self.order_ids = PackedStrings(WIDTH)
         self.rows = 0                 # rows allocated (live or free)

@@ -99,7 +99,7 @@ class ParcelTracker:
         self._move(row, scan, hub, prior)
         for on_scan in self.on_scans:
             on_scan(row, scan, hub, prior, out)
-        at = min(self._forget_at(row), self._wanted(row))
+        at = self._next_due(row)
         if watermark is not None and scan.ts < watermark and at <= watermark:
             # A late scan left a deadline behind the watermark: hold it for the backfill.
             self.held[row] = max(self.held.get(row, 0), watermark + self.lateness)
@@ -174,6 +174,10 @@ class ParcelTracker:
         keep = self.stale_after if status == STALLED else self.retention
         return self.parcels.last_ts[row] + keep
 
+    def _next_due(self, row: int) -> int:
+        """The row's next deadline, the trip's or a detector's (before any hold)."""
+        return min(self._forget_at(row), self._wanted(row))
+
     def _wanted(self, row: int) -> int:
         """The earliest deadline any detector wants for the row (NO_TIMER: none)."""
         at = NO_TIMER
@@ -228,7 +232,7 @@ class ParcelTracker:
         """Every input is caught up: nothing more of a backfill can come now, so held rows
         are judged at this watermark."""
         for row in self.held:
-            self.parcels.set_timer(row, min(self._forget_at(row), self._wanted(row)))
+            self.parcels.set_timer(row, self._next_due(row))
         self.held.clear()
 
     def flush(self, out: list) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple
 
-from models.parcels import NO_TIMER, ParcelTable
+from models.parcels import NO_TIMER, Columns, ParcelTable
 from models.settings import Thresholds
 
-Columns = dict[str, tuple[str, int | float]]  # name -> (array typecode, value of an empty row)
+__all__ = ["Columns", "Detector", "Prior"]
 
 
 class Prior(NamedTuple):
