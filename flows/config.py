@@ -57,6 +57,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     locale: Literal["zh-CN", "en"] = "zh-CN"
     coupon_amount_yuan: Annotated[float, msgspec.Meta(ge=0)] = 5
     shards: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    # Route scoring is keyed by lane (origin, destination) into this many shards.
+    route_shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     batch_size: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     # Event time a partition must advance before its progress is sent to every shard.
     progress_tick_seconds: Annotated[float, msgspec.Meta(ge=0)] = 60

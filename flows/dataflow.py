@@ -3,12 +3,14 @@
     inputs -> route (each record's head: its shard and its partition's progress; raw bytes on)
            -> parcel_shards (decode in full, dead letters; per-parcel detectors; state keyed
               by shard, recovered)
-           -> aggregate (routes, hubs, carriers, delay clusters; weather warnings join here:
-              one global key, recovered)
+           -> aggregate (the routes' prior, hubs, carriers, delay clusters; weather warnings
+              join here: one global key, recovered)
+           -> route_shards (each lane's route scores and damage alerts; keyed by lane,
+              recovered)
            -> records (alerts, merchant notifications, route scores) -> outputs
 
-Step ids are part of the recovery state: renaming `inputs`, `parcel_shards` or `aggregate`
-drops it.
+Step ids are part of the recovery state: renaming `inputs`, `parcel_shards`, `aggregate` or
+`route_shards` drops it.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from flows.config import Settings
 from models.aggregate import Aggregate
 from models.detection import Detection
 from models.events import WeatherWarning
+from models.messages import RouteBatch
+from models.route_shards import RouteShard
 from models.shard import Shard, ShardInput
 
 encode = msgspec.json.encode
 AGGREGATE_KEY = "aggregate"  # the one key of the global step
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
-STATE_FORMAT = 7
+STATE_FORMAT = 8
 
 
 def snapshot_of(state) -> bytes:
@@ -60,6 +64,10 @@ def restored(snapshot: bytes):
 
 def shard_key(shard: int) -> str:
     return f"shard-{shard:04d}"
+
+
+def route_key(shard: int) -> str:
+    return f"routes-{shard:04d}"
 
 
 def now_ms() -> int:
@@ -124,20 +132,21 @@ class ShardLogic(op.StatefulBatchLogic):
                                   self.shard.watermark.value, self.shard.carrier_latest)
 
 
-class AggregateLogic(op.StatefulBatchLogic):
-    """Bytewax wrapper around the one global `Aggregate` (routes, hubs, carriers)."""
+class StepLogic(op.StatefulBatchLogic):
+    """Bytewax wrapper around a step's state with an `apply(items) -> outputs` (the global
+    `Aggregate`, a `RouteShard`)."""
 
-    def __init__(self, aggregate: Aggregate, recovery: bool):
-        self.aggregate = aggregate
+    def __init__(self, state, recovery: bool):
+        self.state = state
         self.recovery = recovery
 
     def on_batch(self, items: list):
-        return self.aggregate.apply(items), self.RETAIN
+        return self.state.apply(items), self.RETAIN
 
     def snapshot(self) -> bytes | None:
         if not self.recovery:
             return None
-        return snapshot_of(self.aggregate)
+        return snapshot_of(self.state)
 
 
 class RecordMaker:
@@ -202,17 +211,26 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
     dead_letters = op.merge("dead_letters", weather.falses,
                             op.map("shard_dead_letters", shard_letters.trues, lambda kv: kv[1]))
 
-    def build_aggregate(resume: bytes | None) -> AggregateLogic:
+    def build_aggregate(resume: bytes | None) -> StepLogic:
         if resume is None:
-            return AggregateLogic(Aggregate(thresholds, settings.shards), recovery)
+            return StepLogic(Aggregate(thresholds, settings.shards, settings.route_shards),
+                             recovery)
         aggregate = restored(resume)
         aggregate.resume()
-        return AggregateLogic(aggregate, recovery)
+        return StepLogic(aggregate, recovery)
+
+    def build_route_shard(resume: bytes | None) -> StepLogic:
+        return StepLogic(RouteShard(thresholds) if resume is None else restored(resume),
+                         recovery)
 
     aggregated = op.stateful_batch("aggregate", to_aggregate, build_aggregate)
+    to_routes = op.branch("to_routes", aggregated, lambda kv: type(kv[1]) is RouteBatch)
+    by_lane = op.map("by_lane", to_routes.trues, lambda kv: (route_key(kv[1].shard), kv[1]))
+    scored = op.stateful_batch("route_shards", by_lane, build_route_shard)
     maker = RecordMaker(Notifier(settings.locale, settings.zone, settings.coupon_amount_yuan,
                                  thresholds.reship_risk, thresholds.damage_window_days),
                         metrics)
-    records = op.flat_map("records", op.merge("found", per_parcel.trues, aggregated), maker)
+    detections = op.merge("found", per_parcel.trues, to_routes.falses, scored)
+    records = op.flat_map("records", detections, maker)
     op.output("outputs", op.merge("all_outputs", records, dead_letters), sink)
     return flow

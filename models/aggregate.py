@@ -1,11 +1,13 @@
-"""The global step: what needs every parcel at once (routes, hubs, carriers, delay clusters).
+"""The global step: what needs every parcel at once (the routes' prior, hubs, carriers,
+delay clusters), and the order in which route shards see route events.
 
 Shards send deliveries, damage signals, matched claims and delay onsets and ends, each with
 the event time at which it counts, plus ticks with their own watermark. The aggregate's
 watermark is the minimum over all shards, so when it passes a time every shard has sent
 everything up to that time. Items wait in a heap until then and are applied in event-time
-order; route scores are taken every `score_interval_hours` and delay clusters looked for
-every `cluster_interval_minutes` of event time. The result never depends on arrival order.
+order; route scores are taken every `score_interval_hours` (by the route shards, which get
+each lane's events and the scorings in that order: `models.route_shards`) and delay clusters
+looked for every `cluster_interval_minutes` of event time. The result never depends on arrival order.
 Weather warnings do not move event time: they are kept as they arrive and only name causes.
 """
 
@@ -22,19 +24,22 @@ from models.messages import (
     DelayEnd,
     DelayOnset,
     DisputeCandidate,
+    RouteBatch,
     RouteEvent,
+    ScoreAt,
     ShardTick,
     Signed,
 )
 from models.risk import risk_score
-from models.routes import RouteBoard
+from models.route_shards import lane_shard
+from models.routes import RoutePrior
 from models.settings import DAY_MS, Thresholds
 
 SIGNED_DISPUTED = "SIGNED_DISPUTED"
 
 
 class Aggregate:
-    def __init__(self, thresholds: Thresholds, shards: int):
+    def __init__(self, thresholds: Thresholds, shards: int, route_shards: int = 1):
         self.thresholds = thresholds
         self.interval = thresholds.score_interval_ms
         self.cluster_interval = thresholds.cluster_interval_ms
@@ -45,7 +50,10 @@ class Aggregate:
         self.next_score: int | None = None
         self.next_clustering: int | None = None
         self.watermark: int | None = None
-        self.routes = RouteBoard(thresholds)
+        self.routes = RoutePrior(thresholds)
+        self.route_shards = route_shards
+        self.outbox: list[list] = [[] for _ in range(route_shards)]  # per route shard
+        self.route_seq = [0] * route_shards
         self.rates = DisputeRates(thresholds)
         self.clusters = ClusterBoard(thresholds)
 
@@ -53,9 +61,9 @@ class Aggregate:
         """After a restart every shard must tick again before time moves."""
         self.caught_up = dict.fromkeys(self.caught_up, False)
 
-    def apply(self, items: list) -> list[Detection | list[tuple[str, bytes]]]:
+    def apply(self, items: list) -> list[Detection | RouteBatch]:
         """`items`: weather warnings, and the shards' messages (one list per shard batch).
-        Returns detections, and per scoring one list of encoded `route-scores` records."""
+        Returns detections, and for each route shard with something new one batch."""
         out: list = []
         for item in chain.from_iterable(i if type(i) is list else (i,) for i in items):
             if type(item) is ShardTick:
@@ -73,6 +81,11 @@ class Aggregate:
             self._advance(min(marks), out)
         if all(self.caught_up.values()):
             self._flush_claims(out)
+        for shard, box in enumerate(self.outbox):
+            if box:
+                out.append(RouteBatch(shard, self.route_seq[shard], box))
+                self.route_seq[shard] += 1
+                self.outbox[shard] = []
         return out
 
     @staticmethod
@@ -105,10 +118,9 @@ class Aggregate:
         self._apply_until(watermark, out)
 
     def _score(self, at: int, out: list) -> None:
-        scores, alerts = self.routes.score(at)
-        if scores:
-            out.append(scores)  # one list a scoring: fewer items through the dataflow
-        out.extend(alerts)
+        scoring = ScoreAt(at, *self.routes.at(at))
+        for box in self.outbox:
+            box.append(scoring)
         if at % DAY_MS == 0:
             self.rates.forget_before(at)
 
@@ -121,13 +133,17 @@ class Aggregate:
         MESSAGES[type(item)][1](self, item, out)
 
     def _on_signed(self, item: Signed, out: list) -> None:
-        self.routes.apply(RouteEvent("delivery", item.carrier, item.origin, item.destination,
-                                     item.merchant_id, item.signed_ts, item.signed_ts))
+        self._route(RouteEvent("delivery", item.carrier, item.origin, item.destination,
+                               item.merchant_id, item.signed_ts, item.signed_ts))
         if item.damaged:
-            self.routes.apply(RouteEvent("damage", item.carrier, item.origin,
-                                         item.destination, item.merchant_id,
-                                         item.signed_ts, item.signed_ts))
+            self._route(RouteEvent("damage", item.carrier, item.origin, item.destination,
+                                   item.merchant_id, item.signed_ts, item.signed_ts))
         self.rates.delivered(self._keys(item.hub_id, item.carrier), item.signed_ts)
+
+    def _route(self, event: RouteEvent) -> None:
+        """Counted here for the prior, scored by its lane's route shard."""
+        self.routes.apply(event)
+        self.outbox[lane_shard(event.origin, event.destination, self.route_shards)].append(event)
 
     @staticmethod
     def _keys(hub: str | None, carrier: str | None) -> list[str]:
@@ -182,7 +198,7 @@ class Aggregate:
 # holding that time, and how the global step applies it then.
 MESSAGES = {
     Signed: ("signed_ts", Aggregate._on_signed),
-    RouteEvent: ("at_ts", lambda self, item, out: self.routes.apply(item)),
+    RouteEvent: ("at_ts", lambda self, item, out: self._route(item)),
     DelayOnset: ("onset_ts", lambda self, item, out: self.clusters.on_onset(item)),
     DelayEnd: ("end_ts", lambda self, item, out: self.clusters.on_end(item)),
     DisputeCandidate: ("dispute_ts", lambda self, item, out: out.append(self._claim(item))),

@@ -1,4 +1,5 @@
-"""The typed messages the per-parcel shards hand to the global step, in one place.
+"""The typed messages between steps, in one place: what the per-parcel shards hand to the
+global step, and what the global step hands the route shards.
 
 They are plain tuples (cheap to move between workers). The global step dispatches on their
 type through one table (`models.aggregate`), which raises on a type it does not know.
@@ -79,3 +80,21 @@ class DelayEnd(NamedTuple):
     waybill: str
     onset_ts: int
     end_ts: int
+
+
+class ScoreAt(NamedTuple):
+    """Score the routes at `window_end_ts` with this prior (fitted over every route)."""
+
+    window_end_ts: int
+    alpha: float
+    beta: float
+
+
+class RouteBatch(NamedTuple):
+    """What the global step hands one route shard: route events and scorings in event-time
+    order. `seq` counts the shard's batches, so they are applied in the order sent whatever
+    order the runtime delivers them in."""
+
+    shard: int
+    seq: int
+    items: list               # RouteEvent and ScoreAt

@@ -139,56 +139,44 @@ def posterior_bounds(alpha: float, beta: float, deliveries: np.ndarray, damaged:
     return rate, betaincinv(a, b, 0.025), betaincinv(a, b, 0.975)
 
 
-class RouteBoard:
-    """Daily delivery and damage counts per route, their scores and ROUTE_DAMAGE_RATE alerts."""
+class RouteCounts:
+    """Daily delivery and damage counts per route in a ring of days: what a prior fit and a
+    score read. The global step keeps one over every route (for the prior); each route shard
+    keeps one over its lanes, inside its `RouteBoard`."""
 
     def __init__(self, thresholds: Thresholds):
         self.window_days = thresholds.damage_window_days
-        self.min_deliveries = thresholds.damage_min_deliveries
-        self.threshold = thresholds.damage_rate_threshold
         # Damage can be learnt up to the dispute window after signing, and a score may lag
         # the newest event by as much: keep that many days beyond the window.
         self.ring = self.window_days + math.ceil(thresholds.dispute_window_days)
         self.head: int | None = None                 # newest day held in the ring
         self.index: dict[RouteKey, int] = {}
         self.keys: list[RouteKey | None] = []        # by row; None = free
-        self.ids: list[str] = []                     # route_id by row
-        self.prefixes: list[bytes] = []              # score_prefix by row
-        self.layout: tuple[np.ndarray, np.ndarray] | None = None  # see _layout
         self.free_rows: list[int] = []
         self.delivered = np.zeros((0, self.ring), dtype=np.int32)
         self.damaged = np.zeros((0, self.ring), dtype=np.int32)
-        self.merchants: dict[int, dict[str, int]] = {}   # row -> merchant -> last signed day
-        self.firing: dict[int, tuple[int, str]] = {}     # row -> onset_ts, severity if open
-        self.pruned_day: int | None = None
-        self.prior: tuple[float, float] | None = None    # refitted once a day
-        self.prior_day: int | None = None
-        self.bounds: dict[tuple[int, int], tuple[float, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.index)
 
-    # -- events --------------------------------------------------------------------------
-
-    def apply(self, event: RouteEvent) -> None:
-        """Count one event in the bucket of its signed day; events are applied in at_ts order."""
+    def apply(self, event: RouteEvent) -> int | None:
+        """Count one event in the bucket of its signed day (events come in at_ts order);
+        returns its route's row, None if it is older than anything kept."""
         day = event.signed_ts // DAY_MS
-        self._advance(day)
+        self.advance_to(day)
         if day <= self.head - self.ring:
-            return  # older than anything kept
+            return None
         row = self._row((event.carrier, event.origin, event.destination))
         column = day % self.ring
         if event.kind == "delivery":
             self.delivered[row, column] += 1
-            if event.merchant_id is not None:
-                seen = self.merchants.setdefault(row, {})
-                seen[event.merchant_id] = max(day, seen.get(event.merchant_id, day))
         elif event.kind == "damage":
             self.damaged[row, column] += 1
         else:
             raise ValueError(f"unknown route event kind {event.kind!r}")
+        return row
 
-    def _advance(self, day: int) -> None:
+    def advance_to(self, day: int) -> None:
         """Make `day` the newest day if it is newer, clearing the columns of dropped days."""
         if self.head is None:
             self.head = day
@@ -207,25 +195,145 @@ class RouteBoard:
         if self.free_rows:
             row = self.free_rows.pop()
             self.keys[row] = key
-            self.ids[row] = route_id(*key)
-            self.prefixes[row] = score_prefix(self.ids[row], *key)
         else:
             row = len(self.keys)
             self.keys.append(key)
-            self.ids.append(route_id(*key))
-            self.prefixes.append(score_prefix(self.ids[row], *key))
             if row >= len(self.delivered):
                 grow = max(64, len(self.delivered))
                 pad = np.zeros((grow, self.ring), dtype=np.int32)
                 self.delivered = np.concatenate([self.delivered, pad])
                 self.damaged = np.concatenate([self.damaged, pad])
         self.index[key] = row
-        self.layout = None
+        self._on_new_row(row, key)
         return row
+
+    def _on_new_row(self, row: int, key: RouteKey) -> None:
+        """A route took `row`: for what a subclass keeps by row."""
+
+    def window(self, window_end_ts: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+        """(end day, first day, the routes' rows in row order, their deliveries, their
+        damaged) over the window ending with the day of the last millisecond before
+        `window_end_ts`: a score taken at midnight covers the 30 full days before it."""
+        end_day = (window_end_ts - 1) // DAY_MS
+        self.advance_to(end_day)
+        first_day = max(end_day - self.window_days + 1, self.head - self.ring + 1)
+        columns = np.arange(first_day, end_day + 1) % self.ring
+        rows = self._rows()
+        window = np.ix_(rows, columns)
+        n = self.delivered[window].sum(axis=1, dtype=np.int64)
+        k = np.minimum(self.damaged[window].sum(axis=1, dtype=np.int64), n)
+        return end_day, first_day, rows, n, k
+
+    def _rows(self) -> np.ndarray:
+        return np.array(sorted(self.index.values()), dtype=np.intp)
+
+    def drop_empty_routes(self) -> None:
+        """Free the rows of routes with nothing left in any bucket (and nothing else kept)."""
+        rows = self._rows()
+        if not len(rows):
+            return
+        empty = ~(self.delivered[rows].any(axis=1) | self.damaged[rows].any(axis=1))
+        for row in rows[empty].tolist():
+            if self._keeps(row):
+                continue
+            del self.index[self.keys[row]]
+            self.keys[row] = None
+            self._on_free_row(row)
+            self.free_rows.append(row)
+
+    def _keeps(self, row: int) -> bool:
+        return False
+
+    def _on_free_row(self, row: int) -> None:
+        """The route of `row` was forgotten."""
+
+
+class RoutePrior:
+    """The empirical-Bayes prior of every route's damage rate, fitted once a day of event
+    time over all routes (it moves slowly): the one part of route scoring that needs them
+    all at once."""
+
+    def __init__(self, thresholds: Thresholds):
+        self.counts = RouteCounts(thresholds)
+        self.prior: tuple[float, float] | None = None
+        self.day: int | None = None
+
+    def apply(self, event: RouteEvent) -> None:
+        self.counts.apply(event)
+
+    def at(self, window_end_ts: int) -> tuple[float, float]:
+        """The prior for a score of the window ending at `window_end_ts`.
+
+        The likelihood is flat along the prior's strength when routes differ little, so
+        where the optimiser stops depends on the order of the sums: the counts keep the
+        rows of one board holding every route (the same rows, freed at every score), and
+        the prior is the one that board would fit."""
+        counts = self.counts
+        if counts.head is None:  # nothing delivered yet: no board has a route to score
+            return fit_prior(np.zeros(0), np.zeros(0))
+        day = (window_end_ts - 1) // DAY_MS
+        if self.prior is None or day != self.day:
+            _, _, _, n, k = counts.window(window_end_ts)
+            self.prior = fit_prior(n[n > 0], k[n > 0])
+            self.day = day
+        else:
+            counts.advance_to(day)
+        counts.drop_empty_routes()
+        return self.prior
+
+
+class RouteBoard(RouteCounts):
+    """The routes of some lanes: their counts, `route-scores` records and ROUTE_DAMAGE_RATE
+    alerts. Given no prior, it fits its own over its routes (one board holding them all)."""
+
+    def __init__(self, thresholds: Thresholds):
+        super().__init__(thresholds)
+        self.min_deliveries = thresholds.damage_min_deliveries
+        self.threshold = thresholds.damage_rate_threshold
+        self.ids: list[str] = []                     # route_id by row
+        self.prefixes: list[bytes] = []              # score_prefix by row
+        self.layout: tuple[np.ndarray, np.ndarray] | None = None  # see _layout
+        self.merchants: dict[int, dict[str, int]] = {}   # row -> merchant -> last signed day
+        self.firing: dict[int, tuple[int, str]] = {}     # row -> onset_ts, severity if open
+        self.pruned_day: int | None = None
+        self.prior: tuple[float, float] | None = None
+        self.prior_day: int | None = None
+        self.bounds: dict[tuple[int, int], tuple[float, ...]] = {}
+
+    # -- events --------------------------------------------------------------------------
+
+    def apply(self, event: RouteEvent) -> int | None:
+        row = super().apply(event)
+        if row is not None and event.kind == "delivery" and event.merchant_id is not None:
+            day = event.signed_ts // DAY_MS
+            seen = self.merchants.setdefault(row, {})
+            seen[event.merchant_id] = max(day, seen.get(event.merchant_id, day))
+        return row
+
+    def _on_new_row(self, row: int, key: RouteKey) -> None:
+        route = route_id(*key)
+        if row < len(self.ids):
+            self.ids[row] = route
+            self.prefixes[row] = score_prefix(route, *key)
+        else:
+            self.ids.append(route)
+            self.prefixes.append(score_prefix(route, *key))
+        self.layout = None
+
+    def _keeps(self, row: int) -> bool:
+        return row in self.firing
+
+    def _rows(self) -> np.ndarray:
+        return self._layout()[0]
+
+    def _on_free_row(self, row: int) -> None:
+        self.layout = None
+        self.merchants.pop(row, None)
 
     # -- scores and alerts ---------------------------------------------------------------
 
-    def score(self, window_end_ts: int) -> tuple[list[tuple[str, bytes]], list[Detection]]:
+    def score(self, window_end_ts: int, prior: tuple[float, float] | None = None,
+              ) -> tuple[list[tuple[str, bytes]], list[Detection]]:
         """The `route-scores` records of the routes with deliveries in the window ending with
         the day of `window_end_ts`, as (route_id, encoded JSON) in route id order, and the
         alerts that fired or resolved since the last call.
@@ -233,20 +341,12 @@ class RouteBoard:
         One pass over columns: a posterior depends only on a route's (deliveries, damaged),
         and most routes share a pair with others, so each distinct pair is computed and
         encoded once; a record is its route's encoded prefix plus its pair's encoded tail."""
-        # The window ends with the day of the last millisecond it covers: a score taken at
-        # midnight covers the 30 full days before it, not 29 and an empty one.
-        end_day = (window_end_ts - 1) // DAY_MS
         if self.head is None:
             return [], []
-        self._advance(end_day)
-        first_day = max(end_day - self.window_days + 1, self.head - self.ring + 1)
-        columns = np.arange(first_day, end_day + 1) % self.ring
-        rows, by_id = self._layout()
-        window = np.ix_(rows, columns)
-        n = self.delivered[window].sum(axis=1, dtype=np.int64)
-        k = np.minimum(self.damaged[window].sum(axis=1, dtype=np.int64), n)
+        end_day, first_day, rows, n, k = self.window(window_end_ts)
+        by_id = self._layout()[1]
         scored = n > 0
-        rate, low, high, tails = self._posteriors(end_day, n, k, scored)
+        rate, low, high, tails = self._posteriors(end_day, n, k, scored, prior)
         flagged = (n >= self.min_deliveries) & (low > self.threshold)
         self._prune_merchants(end_day, first_day)
 
@@ -280,28 +380,33 @@ class RouteBoard:
                 detections.append(self._detection(row, stat(row), "RESOLVED", onset,
                                                   window_end_ts, None, first_day, severity))
 
-        self._drop_empty_routes()
+        self.drop_empty_routes()
         return scores, detections
 
     def _layout(self) -> tuple[np.ndarray, np.ndarray]:
         """The routes' rows in row order, and their positions in route id order: kept until
         a route comes or goes."""
         if self.layout is None:
-            rows = np.array(sorted(self.index.values()), dtype=np.intp)
+            rows = super()._rows()
             by_id = sorted(range(len(rows)), key=lambda i: self.ids[rows[i]])
             self.layout = rows, np.array(by_id, dtype=np.intp)
         return self.layout
 
-    def _posteriors(self, day: int, n: np.ndarray, k: np.ndarray, scored: np.ndarray
+    def _posteriors(self, day: int, n: np.ndarray, k: np.ndarray, scored: np.ndarray,
+                    prior: tuple[float, float] | None,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes]]:
         """Per route: posterior rate, low and high, and the encoded tail of its record
         (counts and rounded figures), computed once per distinct (deliveries, damaged).
 
-        The prior is refitted once a day of event time (it moves slowly), so hourly scores
-        compute only the pairs not seen since the last refit."""
-        if self.prior is None or day != self.prior_day:
-            self.prior = fit_prior(n[scored], k[scored])
-            self.prior_day = day
+        The prior changes once a day of event time (it moves slowly), so hourly scores
+        compute only the pairs not seen since it last changed."""
+        if prior is None:  # fitted here, over this board's routes
+            prior = self.prior
+            if prior is None or day != self.prior_day:
+                prior = fit_prior(n[scored], k[scored])
+        self.prior_day = day
+        if prior != self.prior:
+            self.prior = prior
             self.bounds = {}
         pairs, inverse = np.unique(n << 32 | k, return_inverse=True)  # 0 <= k <= n < 2**31
         keys = [(pair >> 32, pair & 0xFFFFFFFF) for pair in pairs.tolist()]
@@ -380,18 +485,3 @@ class RouteBoard:
                 del seen[merchant]
             if not seen:
                 del self.merchants[row]
-
-    def _drop_empty_routes(self) -> None:
-        """Free the rows of routes with nothing left in any bucket and no open alert."""
-        rows = np.array(sorted(self.index.values()), dtype=np.intp)
-        if not len(rows):
-            return
-        empty = ~(self.delivered[rows].any(axis=1) | self.damaged[rows].any(axis=1))
-        for row in rows[empty].tolist():
-            if row in self.firing:
-                continue
-            del self.index[self.keys[row]]
-            self.layout = None
-            self.keys[row] = None
-            self.merchants.pop(row, None)
-            self.free_rows.append(row)

@@ -79,21 +79,68 @@ def test_run_exit_at_end_gives_the_same_alerts_as_replay(broker, scenario, repla
     assert scores and scores == canonical(replayed["route-scores"])
 
 
-def test_two_processes_give_the_same_alerts_as_replay(broker, replayed, tmp_path):
+def score_records(scores) -> list[str]:
+    return sorted(json.dumps(score, sort_keys=True) for score in scores)
+
+
+def start_processes(broker, count: int, env: dict[str, str], state, logs, *flags: str,
+                    ) -> list[subprocess.Popen]:
+    """`parcelwatch run` as `count` processes of one job (one alone is a plain run)."""
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(count))
+    jobs = []
+    for n, log in enumerate(logs[:count]):
+        group = ["--process-id", str(n), "--addresses", addresses] if count > 1 else []
+        with log.open("a") as stderr:
+            jobs.append(subprocess.Popen(
+                [CLI, "run", "--brokers", broker.bootstrap, "--state-dir", str(state), *flags,
+                 *group], env=env, stdout=subprocess.DEVNULL, stderr=stderr))
+    return jobs
+
+
+def test_two_processes_give_the_same_outputs_as_replay(broker, replayed, tmp_path):
     env_settings, topics = prepare(broker, "two")
     config = client_config(broker.bootstrap)
     produce(Scenario(SESSION_SCENARIO), config, topics["inputs"], show_progress=False)
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     state = tmp_path / "state"  # one store for both, created once though they start together
     logs = [tmp_path / f"process-{n}.log" for n in (0, 1)]  # files: pipes could fill and block
-    jobs = []
-    for n, log in enumerate(logs):
-        with log.open("w") as stderr:
-            jobs.append(subprocess.Popen(
-                [CLI, "run", "--brokers", broker.bootstrap, "--from-beginning", "--exit-at-end",
-                 "--state-dir", str(state), "--process-id", str(n), "--addresses", addresses],
-                env=cli_env(**env_settings), stdout=subprocess.DEVNULL, stderr=stderr))
+    jobs = start_processes(broker, 2, cli_env(**env_settings), state, logs,
+                           "--from-beginning", "--exit-at-end")
     for job, log in zip(jobs, logs, strict=True):
+        assert job.wait(timeout=300) == 0, log.read_text()
+
+    expected = {(a["alert_id"], a["status"], a["event_ts"]) for a in replayed["alerts"]}
+    assert alert_keys(read_topic(config, topics["alerts"])) == expected
+    # Route scores are split by lane over both processes: every record once, as replay's.
+    scores = [json.loads(value) for _, value, _ in read_topic(config, topics["route-scores"])]
+    assert score_records(scores) == score_records(replayed["route-scores"])
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 1), (1, 2)])
+def test_a_job_resumed_as_another_number_of_processes_loses_no_alert(
+        broker, replayed, tmp_path, before, after):
+    """Killed mid-stream as `before` processes, resumed from its state as `after`: the
+    keyed state (parcel shards, route shards, the global step) moves to its new owners."""
+    env_settings, topics = prepare(broker, f"rescale-{before}-{after}")
+    config = client_config(broker.bootstrap)
+    records = list(Scenario(SESSION_SCENARIO).records())
+    half = len(records) // 2
+    produce_records(config, topics["inputs"], records[:half])
+    env = cli_env(**env_settings, idle_advance="false", snapshot_interval_seconds="0.2",
+                  batch_size="300")
+    state = tmp_path / "state"
+    logs = [tmp_path / f"process-{n}.log" for n in (0, 1)]
+    jobs = start_processes(broker, before, env, state, logs, "--from-beginning")
+    try:
+        wait_for(lambda: len(read_topic(config, topics["alerts"])) >= 5, 120,
+                 "the first alerts of the first run")
+    finally:
+        for job in jobs:
+            os.kill(job.pid, signal.SIGKILL)
+            job.wait(timeout=30)
+
+    produce_records(config, topics["inputs"], records[half:])
+    jobs = start_processes(broker, after, env, state, logs, "--exit-at-end")
+    for job, log in zip(jobs, logs, strict=False):
         assert job.wait(timeout=300) == 0, log.read_text()
 
     expected = {(a["alert_id"], a["status"], a["event_ts"]) for a in replayed["alerts"]}

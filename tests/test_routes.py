@@ -360,3 +360,53 @@ def test_events_older_than_everything_kept_are_ignored():
     scores, _ = board.score(T0 + 101 * D)
     assert [s.route_id for s in decode_scores(scores)] == ["SF:Shanghai>Beijing"]
     assert len(board) == 1
+
+
+# -- split by lane ------------------------------------------------------------------------
+
+
+def scored_by(route_shards: int, signed: list, reverse_batches: bool = False,
+              ) -> tuple[list[str], list[tuple]]:
+    """The aggregate and `route_shards` route shards fed day by day: encoded route scores
+    and (alert id, status, event_ts, details) of every alert."""
+    from models.aggregate import Aggregate
+    from models.messages import RouteBatch, ShardTick
+    from models.route_shards import RouteShards
+
+    thresholds = Thresholds(score_interval_hours=6)
+    aggregate = Aggregate(thresholds, shards=1, route_shards=route_shards)
+    shards = RouteShards(thresholds, route_shards)
+    found: list = []
+    for day in range(40):
+        today = [s for s in signed if T0 + day * D <= s.signed_ts < T0 + (day + 1) * D]
+        out = aggregate.apply([*today, ShardTick(0, T0 + (day + 1) * D, False)])
+        batches = [item for item in out if type(item) is RouteBatch]
+        if reverse_batches:  # delivered out of order: applied in the order sent
+            batches = batches[::-1]
+            found += [item for batch in batches for item in shards.apply([batch])]
+        else:
+            found += shards.apply(batches)
+    scores = sorted(value.decode() for item in found if type(item) is list for _, value in item)
+    alerts = sorted((d.alert_id, d.status, d.event_ts, repr(sorted(d.details.items())))
+                    for d in found if type(d) is Detection)
+    return scores, alerts
+
+
+def test_route_scores_and_alerts_are_the_same_however_many_route_shards_hold_them():
+    from models.messages import Signed
+
+    rng = np.random.default_rng(5)
+    lanes = [(f"O{i}", f"D{i % 3}") for i in range(12)]
+    signed = []
+    for day in range(40):
+        for origin, destination in lanes:
+            for carrier in ("SF", "ZTO"):
+                bad = carrier == "SF" and origin == "O1"  # one route that breaks goods
+                for i in range(int(rng.integers(5, 15))):
+                    ts = T0 + day * D + i * H
+                    signed.append(Signed(carrier, origin, destination, f"M{i % 4}", "H1", ts,
+                                         bool(rng.random() < (0.08 if bad else 0.002))))
+    one = scored_by(1, signed)
+    assert one[0] and any(alert[1] == "FIRING" for alert in one[1])
+    assert scored_by(5, signed) == one
+    assert scored_by(16, signed, reverse_batches=True) == one

@@ -22,8 +22,9 @@ from models.aggregate import Aggregate
 from models.detection import Detection
 from models.detectors.signing import DisputeMatcher
 from models.events import Dispute, Scan
-from models.messages import DisputeCandidate, RouteEvent, ShardTick, Signed
+from models.messages import DisputeCandidate, RouteBatch, RouteEvent, ShardTick, Signed
 from models.risk import WEIGHTS
+from models.route_shards import RouteShards
 from models.routes import decode_scores
 from models.settings import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
@@ -100,12 +101,14 @@ def at_hour(hour: float, day: int = 0) -> int:
 
 
 class Pipeline:
-    """One shard and one aggregate, fed batch by batch like the dataflow feeds them."""
+    """One shard, the aggregate and two route shards, fed batch by batch like the dataflow
+    feeds them."""
 
     def __init__(self, thresholds: Thresholds | None = None):
         self.thresholds = thresholds or Thresholds()
         self.shard = Shard(self.thresholds, PARTITIONS)
-        self.aggregate = Aggregate(self.thresholds, shards=1)
+        self.aggregate = Aggregate(self.thresholds, shards=1, route_shards=2)
+        self.route_shards = RouteShards(self.thresholds, 2)
         self.max_ts: dict[str, int | None] = dict.fromkeys(PARTITIONS)
         self.shard_items: list = []       # what the shard sent to the aggregate (no ticks)
         self.detections: list[Detection] = []
@@ -121,8 +124,13 @@ class Pipeline:
         self.shard_items.extend(item for item in items if type(item) is not ShardTick)
         self.detections.extend(item for item in out if type(item) is Detection)
         found = []
-        for item in self.aggregate.apply(items):  # route scores may come as one list
-            found.extend(decode_scores(item) if type(item) is list else [item])
+        aggregated = self.aggregate.apply(items)
+        batches = [item for item in aggregated if type(item) is RouteBatch]
+        for item in [*aggregated, *self.route_shards.apply(batches)]:
+            if type(item) is list:  # the route scores of one scoring
+                found.extend(decode_scores(item))
+            elif type(item) is not RouteBatch:
+                found.append(item)
         self.aggregate_out.extend(found)
         self.detections.extend(item for item in found if type(item) is Detection)
         return out
