@@ -7,8 +7,9 @@ watermark is the minimum over all shards, so when it passes a time every shard h
 everything up to that time. Items wait in a heap until then and are applied in event-time
 order; route scores are taken every `score_interval_hours` (by the route shards, which get
 each lane's events and the scorings in that order: `models.route_shards`) and delay clusters
-looked for every `cluster_interval_minutes` of event time. The result never depends on arrival order.
-Weather warnings do not move event time: they are kept as they arrive and only name causes.
+looked for every `cluster_interval_minutes` of event time. The result never depends on
+arrival order. Weather warnings do not move event time: they are kept as they arrive and
+only name causes.
 """
 
 from __future__ import annotations
