@@ -93,6 +93,7 @@ class Outage:
 
 DEFAULT_OUTAGE = Outage("ZTO", 0.4, 4)
 FEED_SILENCE_MINUTES = 120  # the contract's feed_silence_minutes: the truth is cut at it
+FEED_MIN_EXPECTED_SCANS = 50  # and its feed_min_expected_scans
 
 
 @dataclass
@@ -146,6 +147,9 @@ class Scenario:
         self._held: dict[Storm, list[str]] = {storm: [] for storm in config.storms}
         self._stalled_since = 0
         self._before_outage = 0  # the outage carrier's largest scan ts before it went dark
+        # Each carrier's scans by minute of ts: [count, smallest ts, largest ts], for the
+        # feed silences the contract's definition finds in them.
+        self._feed_minutes: dict[str, dict[int, list[int]]] = {}
 
     # -- public --------------------------------------------------------------------------
 
@@ -208,6 +212,53 @@ class Scenario:
             elif at < start:
                 self._before_outage = max(self._before_outage, at)
         return (arrival, self._seq, topic, key, encode(record))
+
+    def _count_scan(self, carrier: str, ts: int) -> None:
+        minutes = self._feed_minutes.setdefault(carrier, {})
+        bucket = minutes.get(ts // MINUTE)
+        if bucket is None:
+            minutes[ts // MINUTE] = [1, ts, ts]
+        else:
+            bucket[0] += 1
+            bucket[1], bucket[2] = min(bucket[1], ts), max(bucket[2], ts)
+
+    def _feed_silences(self, watermark: int) -> list[dict]:
+        """FEED_SILENT by the contract's definition: a carrier with no scan in the 120 min
+        after one while its scans in those minutes of the 7 days before average at least
+        `FEED_MIN_EXPECTED_SCANS`, by the watermark's end; and one per outage (its scans
+        are all there by ts, read days late). A quiet spell inside an outage is that outage."""
+        silence = FEED_SILENCE_MINUTES * MINUTE
+        outage = self.config.outage
+        window = self._outage_window() if outage is not None else None
+        found = []
+        for carrier, minutes in sorted(self._feed_minutes.items()):
+            ordered = sorted(minutes)
+            for this, following in zip(ordered, [*ordered[1:], None], strict=True):
+                onset = minutes[this][2] + silence
+                if onset > watermark or (following is not None
+                                         and minutes[following][1] <= onset):
+                    continue
+                if (window is not None and carrier == outage.carrier
+                        and window[0] <= minutes[this][2] < window[1]):
+                    continue
+                if self._expected_scans(minutes, onset) >= FEED_MIN_EXPECTED_SCANS:
+                    found.append({"type": "FEED_SILENT", "status": "FIRING",
+                                  "carrier": carrier, "event_ts": onset})
+        if outage is not None:  # one alert for the outage, not one per parcel
+            found.append({"type": "FEED_SILENT", "status": "FIRING", "carrier": outage.carrier,
+                          "event_ts": self._before_outage + silence})
+        return sorted(found, key=lambda a: (a["event_ts"], a["carrier"]))
+
+    @staticmethod
+    def _expected_scans(minutes: dict[int, list[int]], at: int) -> float:
+        """Scans in the 120 minutes before `at`, on average over the 7 days before."""
+        last = (at - 1) // MINUTE
+        total = 0
+        for day in range(1, 8):
+            end = last - day * 1440
+            total += sum(minutes[m][0] for m in range(end - FEED_SILENCE_MINUTES + 1, end + 1)
+                         if m in minutes)
+        return total / 7
 
     def _outage_window(self) -> tuple[int, int]:
         outage, cfg = self.config.outage, self.config
@@ -332,6 +383,7 @@ class Scenario:
                 record.update(position)
             record.update(extra)
             items.append(self._next(ts, "scans", waybill, record, carrier))
+            self._count_scan(carrier, ts)
             if rng.random() < cfg.duplicate_rate:
                 self.truth.counts["duplicates"] += 1
                 items.append(self._next(ts, "scans", waybill, record, carrier))
@@ -475,11 +527,7 @@ class Scenario:
             if last_ts + limit <= watermark:
                 self._alert(waybill, "FIRING", last_ts + limit)
         self.truth.counts["final_watermark"] = watermark
-        if self.config.outage is not None:  # one alert for the outage, not one per parcel
-            self.truth.alerts.append({
-                "type": "FEED_SILENT", "status": "FIRING",
-                "carrier": self.config.outage.carrier,
-                "event_ts": self._before_outage + FEED_SILENCE_MINUTES * MINUTE})
+        self.truth.alerts += self._feed_silences(watermark)
         self.truth.counts["parcels"] = self.config.parcels
         self.truth.bad_routes = ["{}:{}>{}".format(*BAD_ROUTE)]
         for n, storm in enumerate(self.config.storms):

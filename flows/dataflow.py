@@ -3,8 +3,8 @@
     inputs -> route (each record's head: its shard and its partition's progress; raw bytes on)
            -> parcel_shards (decode in full, dead letters; per-parcel detectors; state keyed
               by shard, recovered)
-           -> aggregate (the routes' prior, hubs, carriers, delay clusters; weather warnings
-              join here: one global key, recovered)
+           -> aggregate (carriers' feeds, which may hold per-parcel alerts; the routes' prior,
+              hubs, delay clusters; weather warnings join here: one global key, recovered)
            -> route_shards (each lane's route scores and damage alerts; keyed by lane,
               recovered)
            -> records (alerts, merchant notifications, route scores) -> outputs
@@ -108,14 +108,11 @@ class ShardLogic(op.StatefulBatchLogic):
         self._report()
         return self._for_outputs(out), self.RETAIN
 
-    @staticmethod
-    def _for_outputs(out: list) -> list:
-        """Each detection on its own, and everything for the global step as one list: one
-        item through the dataflow per batch, not one per message."""
-        detections = [item for item in out if type(item) is Detection]
-        if len(detections) == len(out):
-            return detections
-        return [*detections, [item for item in out if type(item) is not Detection]]
+    def _for_outputs(self, out: list) -> list:
+        """Everything for the global step as one list (per-parcel alerts included, as
+        verdicts it may hold): one item through the dataflow per batch, not one per
+        message."""
+        return [self.shard.for_aggregate(out)] if out else []
 
     def snapshot(self) -> bytes | None:
         # The runtime asks at every epoch, recovery or not: without it, nothing is kept.
@@ -201,8 +198,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
     weather = op.branch("weather", split.falses, lambda item: type(item) is WeatherWarning)
     to_shards = op.map("to_shards", split.trues, lambda item: (shard_key(item.shard), item))
     found = op.stateful_batch("parcel_shards", to_shards, build_shard)
-    per_parcel = op.branch("per_parcel", found, lambda kv: type(kv[1]) is Detection)
-    shard_letters = op.branch("shard_letters", per_parcel.falses,
+    shard_letters = op.branch("shard_letters", found,
                               lambda kv: type(kv[1]) is OutputRecord)
     from_shards = op.map("to_aggregate", shard_letters.falses,
                          lambda kv: (AGGREGATE_KEY, kv[1]))
@@ -213,8 +209,8 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
 
     def build_aggregate(resume: bytes | None) -> StepLogic:
         if resume is None:
-            return StepLogic(Aggregate(thresholds, settings.shards, settings.route_shards),
-                             recovery)
+            return StepLogic(Aggregate(thresholds, settings.shards, settings.route_shards,
+                                       caught_up_is_the_end=not idle_advance), recovery)
         aggregate = restored(resume)
         aggregate.resume()
         return StepLogic(aggregate, recovery)
@@ -230,7 +226,7 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
     maker = RecordMaker(Notifier(settings.locale, settings.zone, settings.coupon_amount_yuan,
                                  thresholds.reship_risk, thresholds.damage_window_days),
                         metrics)
-    detections = op.merge("found", per_parcel.trues, to_routes.falses, scored)
+    detections = op.merge("found", to_routes.falses, scored)
     records = op.flat_map("records", detections, maker)
     op.output("outputs", op.merge("all_outputs", records, dead_letters), sink)
     return flow

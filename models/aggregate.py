@@ -21,10 +21,14 @@ from models.clusters import ClusterBoard
 from models.detection import Detection
 from models.dispute_rates import DisputeRates
 from models.events import WeatherWarning
+from models.feeds import CarrierFeeds
 from models.messages import (
+    CarrierScans,
     DelayEnd,
     DelayOnset,
     DisputeCandidate,
+    FeedBack,
+    ParcelVerdict,
     RouteBatch,
     RouteEvent,
     ScoreAt,
@@ -40,7 +44,10 @@ SIGNED_DISPUTED = "SIGNED_DISPUTED"
 
 
 class Aggregate:
-    def __init__(self, thresholds: Thresholds, shards: int, route_shards: int = 1):
+    def __init__(self, thresholds: Thresholds, shards: int, route_shards: int = 1,
+                 caught_up_is_the_end: bool = True):
+        """`caught_up_is_the_end`: as for `Shard`: inputs all caught up are finished, so
+        what a silent feed held is let out then."""
         self.thresholds = thresholds
         self.interval = thresholds.score_interval_ms
         self.cluster_interval = thresholds.cluster_interval_ms
@@ -57,6 +64,8 @@ class Aggregate:
         self.route_seq = [0] * route_shards
         self.rates = DisputeRates(thresholds)
         self.clusters = ClusterBoard(thresholds)
+        self.feeds = CarrierFeeds(thresholds)
+        self.caught_up_is_the_end = caught_up_is_the_end
 
     def resume(self) -> None:
         """After a restart every shard must tick again before time moves."""
@@ -82,6 +91,10 @@ class Aggregate:
             self._advance(min(marks), out)
         if all(self.caught_up.values()):
             self._flush_claims(out)
+            if self.caught_up_is_the_end and self.watermark is not None:
+                self.feeds.check(self.watermark, out)  # silent by the end of the input
+                for onset in self.feeds.release_all(out):
+                    self.clusters.on_late_onset(onset, self.watermark)
         for shard, box in enumerate(self.outbox):
             if box:
                 out.append(RouteBatch(shard, self.route_seq[shard], box))
@@ -111,6 +124,8 @@ class Aggregate:
                 break
             self._apply_until(at, out)
             if at == self.next_clustering:
+                self.feeds.check(at, out)  # every carrier's feed, on the same cadence
+                self._wait_for_releases()
                 out.extend(self.clusters.evaluate(at))
                 self.next_clustering += self.cluster_interval
             if at == self.next_score:
@@ -132,6 +147,8 @@ class Aggregate:
 
     def _apply(self, item, out: list) -> None:
         MESSAGES[type(item)][1](self, item, out)
+        if self.feeds.releases:
+            self._wait_for_releases()
 
     def _on_signed(self, item: Signed, out: list) -> None:
         self._route(RouteEvent("delivery", item.carrier, item.origin, item.destination,
@@ -145,6 +162,23 @@ class Aggregate:
         """Counted here for the prior, scored by its lane's route shard."""
         self.routes.apply(event)
         self.outbox[lane_shard(event.origin, event.destination, self.route_shards)].append(event)
+
+    def _wait_for_releases(self) -> None:
+        for release_at in self.feeds.take_releases():
+            self.seq += 1
+            heapq.heappush(self.heap, (release_at, self.seq, FeedBack(release_at)))
+
+    def _on_feed_back(self, item: FeedBack, out: list) -> None:
+        for onset in self.feeds.release(item.release_at, out):
+            self.clusters.on_late_onset(onset, item.release_at)
+
+    def _on_onset(self, item: DelayOnset, out: list) -> None:
+        if not self.feeds.onset(item, out):
+            self.clusters.on_onset(item)
+
+    def _on_end(self, item: DelayEnd, out: list) -> None:
+        if not self.feeds.end(item):
+            self.clusters.on_end(item)
 
     @staticmethod
     def _keys(hub: str | None, carrier: str | None) -> list[str]:
@@ -200,7 +234,11 @@ class Aggregate:
 MESSAGES = {
     Signed: ("signed_ts", Aggregate._on_signed),
     RouteEvent: ("at_ts", lambda self, item, out: self._route(item)),
-    DelayOnset: ("onset_ts", lambda self, item, out: self.clusters.on_onset(item)),
-    DelayEnd: ("end_ts", lambda self, item, out: self.clusters.on_end(item)),
+    DelayOnset: ("onset_ts", Aggregate._on_onset),
+    DelayEnd: ("end_ts", Aggregate._on_end),
+    CarrierScans: ("read_at", lambda self, item, out: self.feeds.on_scans(item)),
+    FeedBack: ("release_at", Aggregate._on_feed_back),
+    ParcelVerdict: ("decided_at", lambda self, item, out: self.feeds.verdict(
+        item.detection, item.decided_at, out)),
     DisputeCandidate: ("dispute_ts", lambda self, item, out: out.append(self._claim(item))),
 }

@@ -165,6 +165,17 @@ class ClusterBoard:
         self.fresh.append(member)
         self.changed = True
 
+    def on_late_onset(self, onset: DelayOnset, now: int) -> None:
+        """A delay held back (its carrier's feed was silent) and let out at `now`: placed
+        among the others by its onset, if it is still in the window."""
+        if onset.onset_ts <= now - self.window:
+            return  # too old to be in any cluster looked for from now on
+        self.on_onset(onset)
+        member = self.recent.pop()
+        _insert_by_onset(self.recent, member)
+        if member.cell is not None:
+            _insert_by_onset(self.cells[member.cell], self.cells[member.cell].pop())
+
     def on_end(self, end: DelayEnd) -> None:
         member = self.delays.get(end.waybill)
         if member is not None and member.onset.onset_ts == end.onset_ts:
@@ -477,6 +488,14 @@ def occupied_cells(members: list[Member]) -> tuple[np.ndarray, np.ndarray, np.nd
     cells, inverse, weights = np.unique(np.round(coords / GRID_DEGREES), axis=0,
                                         return_inverse=True, return_counts=True)
     return cells * GRID_DEGREES, inverse.ravel(), weights
+
+
+def _insert_by_onset(members: deque[Member], member: Member) -> None:
+    """Into a deque kept in onset order, after those that began no later."""
+    at = len(members)
+    while at and members[at - 1].onset.onset_ts > member.onset.onset_ts:
+        at -= 1
+    members.insert(at, member)
 
 
 def _most_common(counts: Counter) -> str | None:

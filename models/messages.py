@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from models.detection import Detection
+
 
 class ShardTick(NamedTuple):
     shard: int
@@ -98,3 +100,27 @@ class RouteBatch(NamedTuple):
     shard: int
     seq: int
     items: list               # RouteEvent and ScoreAt
+
+
+class CarrierScans(NamedTuple):
+    """The scans one shard batch read, per carrier: how each carrier's feed is doing."""
+
+    read_at: int                       # the shard's watermark when it read them (0: none)
+    minutes: dict[tuple[str, int], list[int]]  # (carrier, minute of ts) -> [scans, first
+    #                                            ts, last ts]
+    latest: dict[str, int]             # carrier -> largest ts
+    late: dict[str, int]               # carrier -> scans read late
+
+
+class ParcelVerdict(NamedTuple):
+    """A per-parcel alert a shard raised when its watermark was `decided_at`: the global
+    step lets it out, or holds it while its carrier's feed is silent."""
+
+    decided_at: int
+    detection: Detection
+
+
+class FeedBack(NamedTuple):
+    """A silent carrier's feed was read again: what it held is judged at `release_at`."""
+
+    release_at: int

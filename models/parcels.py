@@ -125,16 +125,18 @@ class ParcelTable:
         """True if this event id was among the parcel's recent ones; else remember it."""
         return seen_before(self.fingerprints, row, event_id, FINGERPRINTS)
 
-    def pop_due(self, watermark: int) -> np.ndarray:
-        """Rows whose timer is at or before the watermark, earliest first; their timers clear."""
+    def pop_due(self, watermark: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose timer is at or before the watermark, earliest first, and their timers'
+        times; their timers clear."""
         if watermark < self.next_timer:
-            return np.empty(0, dtype=np.intp)
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int64)
         timers = np.frombuffer(self.timer, dtype=np.int64)
         due = np.flatnonzero(timers <= watermark)
         due = due[np.argsort(timers[due], kind="stable")]
+        times = timers[due]
         timers[due] = NO_TIMER
         self.next_timer = int(timers.min()) if len(timers) else NO_TIMER
-        return due
+        return due, times
 
     def text(self, code: int) -> str | None:
         return self.strings.text(code)

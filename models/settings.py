@@ -23,6 +23,12 @@ class ConfigError(ValueError):
 class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     no_movement_hours: Positive = 72
     allowed_lateness_minutes: NonNegative = 10
+    # FEED_SILENT: a carrier with no scan in this many minutes of event time while at
+    # least `feed_min_expected_scans` were due; what it held is judged this long after the
+    # feed came back, so its backfill lands first.
+    feed_silence_minutes: Positive = 120
+    feed_min_expected_scans: Positive = 50
+    feed_resume_grace_minutes: NonNegative = 60
     dispute_window_days: Positive = 15
     delay_dwell_hours: Positive = 24
     cluster_min_parcels: PositiveInt = 5

@@ -12,9 +12,10 @@ import zlib
 from collections import Counter
 from typing import NamedTuple
 
+from models.detection import Detection
 from models.events import Dispute, Scan
-from models.messages import ShardTick
-from models.settings import Thresholds
+from models.messages import CarrierScans, ParcelVerdict, ShardTick
+from models.settings import MINUTE_MS, Thresholds
 from models.tracking import DUPLICATE, ParcelTracker
 from models.watermark import Watermark
 
@@ -53,6 +54,8 @@ class Shard:
         self.caught_up_is_the_end = caught_up_is_the_end
         self.shard = 0
         self.last_tick: ShardTick | None = None
+        # (position in the last output, event time) where what was found at a time begins
+        self.stamps: list[tuple[int, int]] = []
         # Each carrier's largest scan ts read here: how long a feed has been quiet.
         self.carrier_latest: dict[str, int] = {}
 
@@ -72,20 +75,39 @@ class Shard:
         watermark = self.watermark.value
         scans = duplicates = late = 0
         latest = self.carrier_latest
+        # What this batch read of each carrier's feed, for the global step.
+        minutes: dict[tuple[str, int], list[int]] = {}
+        batch_latest: dict[str, int] = {}
+        batch_late: dict[str, int] = {}
         for event in item.events:
             if type(event) is Scan:
                 scans += 1
                 if on_scan(event, out, watermark) == DUPLICATE:
                     duplicates += 1
                     continue
-                if watermark is not None and event.ts < watermark:
+                carrier, ts = event.carrier, event.ts
+                if watermark is not None and ts < watermark:
                     late += 1
-                known = latest.get(event.carrier)
+                    batch_late[carrier] = batch_late.get(carrier, 0) + 1
+                known = latest.get(carrier)
                 if known is None:
-                    if len(latest) < MAX_CARRIERS:  # carrier codes are few; junk is not
-                        latest[event.carrier] = event.ts
-                elif event.ts > known:
-                    latest[event.carrier] = event.ts
+                    if len(latest) >= MAX_CARRIERS:  # carrier codes are few; junk is not
+                        continue
+                    latest[carrier] = ts
+                elif ts > known:
+                    latest[carrier] = ts
+                minute = (carrier, ts // MINUTE_MS)
+                seen = minutes.get(minute)
+                if seen is None:
+                    minutes[minute] = [1, ts, ts]
+                else:
+                    seen[0] += 1
+                    if ts < seen[1]:
+                        seen[1] = ts
+                    elif ts > seen[2]:
+                        seen[2] = ts
+                if ts > batch_latest.get(carrier, -1):
+                    batch_latest[carrier] = ts
             else:
                 topic = RECORD_TOPICS[type(event)]
                 if on_record(event, out):
@@ -99,6 +121,11 @@ class Shard:
         outcomes["scans", "duplicate"] += duplicates
         if late:
             outcomes["scans", "late"] += late
+        if batch_latest:
+            read_at = watermark if watermark is not None else min(batch_latest.values())
+            out.append(CarrierScans(read_at, minutes, batch_latest, batch_late))
+        # What reading found was found at the watermark it was read at.
+        self.stamps = [(0, watermark or 0)]
         self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         self._advance(out)
         return out
@@ -106,6 +133,7 @@ class Shard:
     def advance_idle(self, wall_ms: int) -> list:
         """Called on a wall-clock cadence: with every input idle, event time follows it."""
         out: list = []
+        self.stamps = []
         self.watermark.advance_idle(wall_ms)
         self._advance(out)
         return out
@@ -116,13 +144,28 @@ class Shard:
         if caught_up and self.caught_up_is_the_end:
             self.tracker.release_held()
         if watermark is not None:
-            self.tracker.on_watermark(watermark, out)
+            self.stamps.append((len(out), watermark))
+            self.tracker.on_watermark(watermark, out, self.stamps)
         if caught_up:
+            self.stamps.append((len(out), watermark or 0))
             self.tracker.flush(out)
         tick = ShardTick(self.shard, watermark, caught_up)
         if tick != self.last_tick or len(out):
             self.last_tick = tick
             out.append(tick)
+
+    def for_aggregate(self, out: list) -> list:
+        """`out` (of the last `apply` or `advance_idle`) with every per-parcel alert as a
+        verdict for the global step, stamped with the event time at which this shard found
+        it (the global step may hold it while its carrier's feed is silent)."""
+        if not self.stamps or self.stamps[0][0] > 0:
+            self.stamps.insert(0, (0, self.watermark.value or 0))
+        bounds = [start for start, _ in self.stamps[1:]] + [len(out)]
+        for (start, at), end in zip(self.stamps, bounds, strict=True):
+            for i in range(start, end):
+                if type(out[i]) is Detection:
+                    out[i] = ParcelVerdict(at, out[i])
+        return out
 
     def drain_outcomes(self) -> Counter[tuple[str, str]]:
         outcomes, self.outcomes = self.outcomes, Counter()

@@ -187,9 +187,10 @@ class ParcelTracker:
                 at = due
         return at
 
-    def on_watermark(self, watermark: int, out: list) -> None:
+    def on_watermark(self, watermark: int, out: list, stamps: list | None = None) -> None:
         """Every detector's work at this watermark, then every due row; rows that are done
-        are freed."""
+        are freed. `stamps` gets (position in `out`, due time) where each row's work begins:
+        what a row finds is found at its timer's time, not at the watermark that passed it."""
         # Detectors first: a claim needs its signed parcel, which may be freed at this
         # watermark but was still there at the claim's time.
         for detector in self.detectors:
@@ -197,9 +198,15 @@ class ParcelTracker:
         self.forgotten.expire(watermark)
         table = self.parcels
         for _ in range(4):  # a row may be due again at once (delayed, fired, then stale)
-            due = table.pop_due(watermark).tolist()
-            for row in due:
-                self._on_due(row, watermark, out)
+            due, times = table.pop_due(watermark)
+            due = due.tolist()
+            if stamps is None:
+                for row in due:
+                    self._on_due(row, watermark, out)
+            else:
+                for row, at in zip(due, times.tolist(), strict=True):
+                    stamps.append((len(out), at))
+                    self._on_due(row, watermark, out)
             if not due:
                 break
 

@@ -18,7 +18,7 @@ from flows.dataflow import restored, snapshot_of
 from models import messages
 from models.detection import Detection
 from models.events import Dispute, Scan
-from models.messages import DelayEnd, DelayOnset, ShardTick
+from models.messages import CarrierScans, DelayEnd, DelayOnset, ShardTick
 from models.settings import HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
 
@@ -126,7 +126,18 @@ def run(steps: list[tuple[str, list, bool]], restore_at: int | None = None) -> C
         for record in batch:
             running[partition] = max(running.get(partition, record.ts), record.ts)
         out += shard.apply(ShardInput(partition, batch, running.get(partition), caught_up))
-    return Counter(summary(item) for item in out if type(item) is not ShardTick)
+    # What each batch read of a carrier's feed depends on the batching; what they read in
+    # all does not.
+    feeds: dict[tuple[str, int], list[int]] = {}
+    for item in out:
+        if type(item) is CarrierScans:
+            for minute, (scans, first, last) in item.minutes.items():
+                seen = feeds.setdefault(minute, [0, first, last])
+                seen[:] = [seen[0] + scans, min(seen[1], first), max(seen[2], last)]
+    outputs = Counter(summary(item) for item in out if type(item) not in (ShardTick,
+                                                                          CarrierScans))
+    outputs[("CarrierScans", *sorted((k, *v) for k, v in feeds.items()))] = 1
+    return outputs
 
 
 def summary(item) -> tuple:

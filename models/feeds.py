@@ -1,0 +1,280 @@
+"""FEED_SILENT: a carrier's feed goes quiet, and what its parcels' deadlines do meanwhile.
+
+A carrier whose feed goes dark for days, then arrives as a backfill, looks to every
+per-parcel rule like thousands of parcels that stopped. The shards cannot tell (each sees
+a slice of the carrier's scans), so the global step watches each carrier's scans as the
+shards report them (`CarrierScans`: scans per minute of `ts`, the largest `ts`, the late
+ones) and judges what the shards decided about that carrier's parcels (`ParcelVerdict`s,
+delay onsets) before they go out:
+
+- silent: no scan of the carrier with a `ts` in the trailing `feed_silence_minutes` (120)
+  of event time, while its scans in the same minutes of each of the 7 days before average
+  at least `feed_min_expected_scans` (50). One FEED_SILENT (operations only) per outage,
+  `event_ts` = its largest scan ts + 120 min.
+- while silent, and until the watermark is `feed_resume_grace_minutes` (60) past where it
+  stood when a scan of the carrier was read again, its parcels' NO_MOVEMENT firings and
+  delay onsets are held. A backfilled scan that shows the parcel moved before its deadline
+  resolves (or ends) one, and both are dropped. What is still held then goes out, firings marked
+  `after_feed_silence`, with their own event times; the FEED_SILENT resolves then, under
+  its id, with `event_ts` = when the feed came back and the late scans read since.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from models.detection import Detection
+from models.messages import CarrierScans, DelayEnd, DelayOnset
+from models.settings import MINUTE_MS, Thresholds
+
+FEED_SILENT = "FEED_SILENT"
+HISTORY_DAYS = 7                       # the usual rate: the same minutes of the days before
+# Minutes kept per carrier: the history, and room for reading up to 9 days ahead of event
+# time (a backfill, a large batch) without losing it. 20 bytes a minute: 460 KB a carrier.
+RING_MINUTES = (HISTORY_DAYS + 9) * 1440
+HELD_TYPES = frozenset({"NO_MOVEMENT"})  # per-parcel alerts a silent feed holds
+MAX_CARRIERS = 256
+
+
+class Feed:
+    """One carrier's feed: its scans per minute of `ts` over the last 8 days (how many, the
+    first and the last), and its outage."""
+
+    __slots__ = ("backfilled", "checked_to", "counts", "expected", "first", "head", "held",
+                 "held_onsets", "last", "last_scan", "latest", "resumed_at", "silent_since")
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(RING_MINUTES, dtype=np.int32)
+        self.first = np.zeros(RING_MINUTES, dtype=np.int64)
+        self.last = np.zeros(RING_MINUTES, dtype=np.int64)
+        self.head: int | None = None            # newest minute counted
+        self.latest: int | None = None          # largest scan ts read
+        self.checked_to: int | None = None      # silences beginning up to here are judged
+        self.silent_since: int | None = None    # the open FEED_SILENT's event_ts
+        self.last_scan = 0                      # the last scan before it
+        self.expected = 0.0
+        self.resumed_at: int | None = None      # watermark when a scan was read again
+        self.backfilled = 0                     # late scans read since
+        self.held: dict[str, Detection] = {}            # subject -> held FIRING
+        self.held_onsets: dict[str, DelayOnset] = {}    # waybill -> held delay onset
+
+    def count(self, minute: int, scans: int, first: int, last: int) -> None:
+        if self.head is None or minute > self.head:
+            if self.head is not None:
+                cleared = np.arange(max(self.head + 1, minute - RING_MINUTES + 1), minute + 1)
+                self.counts[cleared % RING_MINUTES] = 0
+            self.head = minute
+        if minute <= self.head - RING_MINUTES:
+            return
+        at = minute % RING_MINUTES
+        if self.counts[at]:
+            self.first[at] = min(self.first[at], first)
+            self.last[at] = max(self.last[at], last)
+        else:
+            self.first[at], self.last[at] = first, last
+        self.counts[at] += scans
+        self.latest = last if self.latest is None else max(self.latest, last)
+
+    def expected_before(self, at: int, span_minutes: int) -> float:
+        """Average scans in the `span_minutes` before `at`, on each of the 7 days before."""
+        last = (at - 1) // MINUTE_MS
+        total = 0
+        for day in range(1, HISTORY_DAYS + 1):
+            end = last - day * 1440
+            if self.head is None or end <= self.head - RING_MINUTES:
+                continue
+            span = np.arange(end - span_minutes + 1, end + 1) % RING_MINUTES
+            total += int(self.counts[span].sum())
+        return total / HISTORY_DAYS
+
+    def quiet_spells(self, after: int | None, until: int, silence: int
+                     ) -> list[tuple[int, int]]:
+        """(last scan, next scan read or None) of every spell of more than `silence`
+        without a scan read, in ts order, falling silent after `after` and by `until`."""
+        if self.head is None:
+            return []
+        oldest = self.head - RING_MINUTES + 1
+        low = oldest if after is None else max(oldest, (after - silence) // MINUTE_MS)
+        # A scan after `until` cannot end a spell that fell silent by then: stop there.
+        minutes = np.arange(low, min(self.head, until // MINUTE_MS) + 1)
+        ring = minutes % RING_MINUTES
+        occupied = ring[self.counts[ring] > 0]
+        if not len(occupied):
+            return []
+        lasts, firsts = self.last[occupied], self.first[occupied]
+        following = np.append(firsts[1:], np.iinfo(np.int64).max)
+        onsets = lasts + silence
+        spell = (following > onsets) & (onsets <= until)
+        if after is not None:
+            spell &= onsets > after
+        spells = [(int(s), None if int(n) == np.iinfo(np.int64).max else int(n))
+                  for s, n in zip(lasts[spell], following[spell], strict=True)]
+        if spells and spells[-1][1] is None:
+            spells[-1] = (spells[-1][0], self.next_scan_after(spells[-1][0]))
+        return spells
+
+    def next_scan_after(self, ts: int) -> int | None:
+        """The first scan read with a ts after `ts` (a later batch may have been read
+        ahead of event time), or None."""
+        minutes = np.arange(ts // MINUTE_MS + 1, self.head + 1) % RING_MINUTES
+        occupied = minutes[self.counts[minutes] > 0]
+        return int(self.first[occupied[0]]) if len(occupied) else None
+
+    @property
+    def holding(self) -> bool:
+        return self.silent_since is not None
+
+
+class CarrierFeeds:
+    def __init__(self, thresholds: Thresholds):
+        self.silence = round(thresholds.feed_silence_minutes * MINUTE_MS)
+        self.silence_minutes = round(thresholds.feed_silence_minutes)
+        self.min_expected = thresholds.feed_min_expected_scans
+        self.grace = round(thresholds.feed_resume_grace_minutes * MINUTE_MS)
+        self.feeds: dict[str, Feed] = {}
+        self.releases: list[int] = []
+
+    # -- what the shards read --------------------------------------------------------------
+
+    def take_releases(self) -> list[int]:
+        """The times at which feeds that came back let out what they held (when they came
+        back + the grace), since the last call: for the caller to wait for."""
+        releases, self.releases = self.releases, []
+        return releases
+
+    def on_scans(self, item: CarrierScans) -> None:
+        """Counts the scans; a silent feed read again is back."""
+        for (carrier, minute), (scans, first, last) in item.minutes.items():
+            feed = self._feed(carrier)
+            if feed is not None:
+                feed.count(minute, scans, first, last)
+        for carrier in item.latest:
+            feed = self.feeds.get(carrier)
+            if feed is not None and feed.holding:
+                feed.backfilled += item.late.get(carrier, 0)
+                if feed.resumed_at is None:
+                    feed.resumed_at = item.read_at
+                    self.releases.append(item.read_at + self.grace)
+
+    def _feed(self, carrier: str) -> Feed | None:
+        feed = self.feeds.get(carrier)
+        if feed is None and len(self.feeds) < MAX_CARRIERS:  # carrier codes are few
+            feed = self.feeds[carrier] = Feed()
+        return feed
+
+    # -- silence -----------------------------------------------------------------------------
+
+    def check(self, at: int, out: list, carrier: str | None = None) -> None:
+        """Opens the outage of every carrier (or of `carrier`) that fell silent by `at`:
+        the quiet spells in what has been read, each judged once, so the onset is exact
+        however often this is asked (on the clusters' cadence, and before judging a parcel's
+        alert of that carrier)."""
+        feeds = self.feeds.items() if carrier is None else [(carrier, self.feeds.get(carrier))]
+        for name, feed in feeds:
+            if feed is None or feed.holding or (feed.checked_to or at - 1) >= at:
+                continue
+            for last_scan, following in feed.quiet_spells(feed.checked_to, at, self.silence):
+                if feed.resumed_at is not None and last_scan < feed.resumed_at:
+                    continue  # inside the outage before: its backfill, not a new one
+                onset = last_scan + self.silence
+                expected = feed.expected_before(onset, self.silence_minutes)
+                if expected >= self.min_expected:
+                    feed.silent_since, feed.expected, feed.last_scan = onset, expected, last_scan
+                    feed.resumed_at, feed.backfilled = following, 0
+                    out.append(self._detection(name, feed, "FIRING", onset))
+                    if following is not None:  # found in what was read: it came back then
+                        self.releases.append(following + self.grace)
+                    break
+            feed.checked_to = at
+
+    # -- what the shards decided about a carrier's parcels ---------------------------------
+
+    def verdict(self, detection: Detection, at: int, out: list) -> None:
+        """A per-parcel alert the shards raised, judged at event time `at`."""
+        carrier = detection.carrier
+        if detection.type not in HELD_TYPES or carrier is None:
+            out.append(detection)
+            return
+        self.check(at, out, carrier)
+        feed = self.feeds.get(carrier)
+        if feed is None or not feed.holding:
+            out.append(detection)
+        elif detection.status == "FIRING":
+            feed.held[detection.subject] = detection
+        else:
+            fired = feed.held.pop(detection.subject, None)
+            if fired is None:  # it fired before the outage: its RESOLVED goes out
+                out.append(detection)
+            elif detection.event_ts >= fired.event_ts:  # the parcel did sit that long
+                out += [self._after_silence(fired), detection]
+            # else a scan from before its deadline, read late: it never stalled
+
+    def onset(self, onset: DelayOnset, out: list) -> bool:
+        """True if the delay onset is held (its carrier's feed is silent)."""
+        if onset.carrier is None:
+            return False
+        self.check(onset.onset_ts, out, onset.carrier)
+        feed = self.feeds.get(onset.carrier)
+        if feed is None or not feed.holding:
+            return False
+        feed.held_onsets[onset.waybill] = onset
+        return True
+
+    def end(self, end: DelayEnd) -> bool:
+        """True if the delay end closes a held onset (both are dropped)."""
+        for feed in self.feeds.values():
+            held = feed.held_onsets.get(end.waybill)
+            if held is not None and held.onset_ts == end.onset_ts:
+                del feed.held_onsets[end.waybill]
+                return True
+        return False
+
+    def release(self, at: int, out: list) -> list[DelayOnset]:
+        """Feeds back for the grace by `at`: their held firings go out, marked, and their
+        outage resolves; returns their held delay onsets, in onset order."""
+        onsets: list[DelayOnset] = []
+        for name, feed in self.feeds.items():
+            if not feed.holding or feed.resumed_at is None or feed.resumed_at + self.grace > at:
+                continue
+            self._release(name, feed, out, onsets)
+        return sorted(onsets, key=lambda o: (o.onset_ts, o.waybill))
+
+    def release_all(self, out: list) -> list[DelayOnset]:
+        """Every input is finished: nothing more can resolve what is held, and a feed read
+        again is back."""
+        onsets: list[DelayOnset] = []
+        for name, feed in self.feeds.items():
+            if feed.holding:
+                self._release(name, feed, out, onsets, resolve=feed.resumed_at is not None)
+        return sorted(onsets, key=lambda o: (o.onset_ts, o.waybill))
+
+    def _release(self, name: str, feed: Feed, out: list, onsets: list,
+                 resolve: bool = True) -> None:
+        held = sorted(feed.held.values(), key=lambda d: (d.event_ts, d.subject))
+        out += map(self._after_silence, held)
+        onsets += feed.held_onsets.values()
+        feed.held, feed.held_onsets = {}, {}
+        if resolve:
+            out.append(self._detection(name, feed, "RESOLVED", feed.resumed_at))
+            feed.silent_since = None
+
+    @staticmethod
+    def _after_silence(fired: Detection) -> Detection:
+        return msgspec.structs.replace(
+            fired, details={**fired.details, "after_feed_silence": True})
+
+    def _detection(self, carrier: str, feed: Feed, status: str, event_ts: int) -> Detection:
+        details = {
+            "carrier": carrier,
+            "last_scan_ts": feed.last_scan,
+            "expected_scans": round(feed.expected, 1),
+            "silent_minutes": round((event_ts - feed.last_scan) / MINUTE_MS),
+            "parcels_in_flight": len(feed.held) + len(feed.held_onsets),
+        }
+        if status == "RESOLVED":
+            details["backfilled"] = feed.backfilled
+        return Detection(type=FEED_SILENT, status=status, severity="CRITICAL",
+                         subject=f"feed:{carrier}", onset_ts=feed.silent_since,
+                         event_ts=event_ts, carrier=carrier, details=details)
+

@@ -1,0 +1,150 @@
+"""FEED_SILENT (contract section 3, 0.5): one alert per silent carrier, and what its parcels'
+alerts do while it is silent, through the global step as the dataflow drives it."""
+
+from __future__ import annotations
+
+from models.aggregate import Aggregate
+from models.detection import Detection
+from models.feeds import FEED_SILENT
+from models.messages import CarrierScans, DelayEnd, DelayOnset, ParcelVerdict, ShardTick
+from models.settings import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
+
+T0 = 1_793_462_400_000  # midnight UTC
+H, M = HOUR_MS, MINUTE_MS
+
+
+class Step:
+    """The global step alone: the shards' messages fed as one shard's batches."""
+
+    def __init__(self) -> None:
+        self.aggregate = Aggregate(Thresholds(), shards=1, caught_up_is_the_end=False)
+        self.out: list[Detection] = []
+
+    def feed(self, items: list, watermark: int) -> list[Detection]:
+        found = [d for d in self.aggregate.apply([[*items, ShardTick(0, watermark, False)]])
+                 if type(d) is Detection]
+        self.out += found
+        return found
+
+    def of(self, kind: str) -> list[Detection]:
+        return [d for d in self.out if d.type == kind]
+
+
+def scans(carrier: str, start: int, end: int, every: int = 1, read_at: int | None = None,
+          late: bool = False) -> CarrierScans:
+    """One scan every `every` minutes of ts in [start, end), read at `read_at`."""
+    minutes = {(carrier, minute): [1, minute * M, minute * M]
+               for minute in range(start // M, end // M, every)}
+    return CarrierScans(start if read_at is None else read_at, minutes,
+                        {carrier: max(m for _, m in minutes) * M},
+                        {carrier: len(minutes)} if late else {})
+
+
+def history(step: Step, days: int = 8, every: int = 1) -> int:
+    """`days` of steady scans of SF and YTO, an hour a batch; returns the end."""
+    for hour in range(days * 24):
+        start = T0 + hour * H
+        step.feed([scans("SF", start, start + H, every), scans("YTO", start, start + H)],
+                  start + H - M)
+    return T0 + days * 24 * H
+
+
+def stall(waybill: str, status: str, event_ts: int, carrier: str = "SF") -> Detection:
+    return Detection(type="NO_MOVEMENT", status=status, severity="WARNING", subject=waybill,
+                     onset_ts=event_ts if status == "FIRING" else event_ts - H,
+                     event_ts=event_ts, carrier=carrier, waybill=waybill,
+                     details={"last_scan_ts": event_ts - 72 * H})
+
+
+def test_a_silent_feed_raises_one_alert_and_resolves_under_its_id_when_read_again():
+    step = Step()
+    end = history(step)
+    last = end - M  # SF's last scan; YTO goes on
+    for hour in range(6):
+        start = end + hour * H
+        step.feed([scans("YTO", start, start + H)], start + H - M)
+    fired = step.of(FEED_SILENT)
+    assert [(d.status, d.subject, d.event_ts) for d in fired] == [
+        ("FIRING", "feed:SF", last + 120 * M)]
+    assert fired[0].details["expected_scans"] == 120  # one a minute, the days before
+    assert fired[0].details["last_scan_ts"] == last and fired[0].notify == []
+
+    back = end + 6 * H
+    step.feed([scans("SF", end, end + H, read_at=back, late=True)], back + 30 * M)
+    assert len(step.of(FEED_SILENT)) == 1  # held for the grace: the backfill lands first
+    step.feed([scans("YTO", back, back + H)], back + 61 * M)
+    resolved = step.of(FEED_SILENT)[1]
+    assert resolved.status == "RESOLVED" and resolved.alert_id == fired[0].alert_id
+    assert resolved.event_ts == back and resolved.details["backfilled"] == 60
+    assert resolved.details["silent_minutes"] == (back - last) // M
+
+
+def test_a_carrier_quiet_where_it_usually_is_raises_nothing():
+    step = Step()
+    end = history(step, every=3)  # 40 in two hours: fewer than 50 were due
+    step.feed([scans("YTO", end, end + 6 * H)], end + 6 * H)
+    assert step.of(FEED_SILENT) == []
+
+
+def test_while_a_feed_is_silent_its_parcels_alerts_are_held_and_the_backfill_settles_them():
+    step = Step()
+    end = history(step)
+    silent = end + 3 * H   # SF silent since end - 1 min + 2 h; YTO goes on
+    step.feed([scans("YTO", end, silent),
+               ParcelVerdict(silent, stall("SF-moved", "FIRING", silent - H)),
+               ParcelVerdict(silent, stall("SF-stuck", "FIRING", silent - H)),
+               ParcelVerdict(silent, stall("SF-late", "FIRING", silent - H)),
+               ParcelVerdict(silent, stall("YTO-1", "FIRING", silent - H, carrier="YTO"))],
+              silent)
+    assert [d.subject for d in step.of("NO_MOVEMENT")] == ["YTO-1"]  # other carriers go out
+
+    back = end + 2 * DAY_MS
+    step.feed([scans("YTO", silent, back + 2 * H),
+               scans("SF", end, end + H, read_at=back, late=True),
+               # a backfilled scan from before its deadline: that parcel never stalled
+               ParcelVerdict(back, stall("SF-moved", "RESOLVED", silent - 2 * H)),
+               # one from after it: it did sit that long, both go out
+               ParcelVerdict(back, stall("SF-late", "RESOLVED", silent + H))], back)
+    step.feed([], back + 61 * M)
+    out = {(d.subject, d.status): d for d in step.of("NO_MOVEMENT")}
+    assert set(out) == {("YTO-1", "FIRING"), ("SF-late", "FIRING"), ("SF-late", "RESOLVED"),
+                        ("SF-stuck", "FIRING")}
+    stuck = out["SF-stuck", "FIRING"]
+    assert stuck.details["after_feed_silence"] is True and stuck.event_ts == silent - H
+    assert "after_feed_silence" not in out["YTO-1", "FIRING"].details
+
+
+def onset(waybill: str, ts: int) -> DelayOnset:
+    return DelayOnset(waybill=waybill, onset_ts=ts, since_ts=ts - 24 * H, weather=False,
+                      lat=30.27, lon=120.15, hub_id="SF-1", city="杭州", carrier="SF",
+                      merchant_id="M1", order_id=None)
+
+
+def test_delays_of_a_silent_feed_wait_and_those_the_backfill_ends_are_dropped():
+    step = Step()
+    end = history(step)
+    back = end + 13 * H
+    at = back - 4 * H  # still inside the clusters' window when let out
+    step.feed([scans("YTO", end, back + 2 * H), onset("SF-moved", at), onset("SF-stuck", at)],
+              at + M)
+    assert step.aggregate.clusters.delays == {}  # held
+    step.feed([scans("SF", end, end + H, read_at=back, late=True),
+               DelayEnd("SF-moved", at, at + 30 * M)], back)
+    step.feed([], back + 61 * M)
+    assert set(step.aggregate.clusters.delays) == {"SF-stuck"}
+
+
+def test_a_gap_read_in_one_batch_ahead_of_time_is_found_at_its_exact_onset():
+    # The whole day is read in one batch, long before event time reaches it: the gap in
+    # the middle is still a silence, from its last scan + 120 min, and the scan after it
+    # (already read) brings the feed back at once.
+    step = Step()
+    end = history(step)
+    gap = end + 5 * H
+    day = CarrierScans(end - H, {
+        **scans("SF", end, gap).minutes, **scans("SF", gap + 139 * M, end + DAY_MS).minutes,
+        **scans("YTO", end, end + DAY_MS).minutes},
+        {"SF": end + DAY_MS - M, "YTO": end + DAY_MS - M}, {})
+    step.feed([day], end + DAY_MS - 10 * M)
+    assert [(d.carrier, d.status, d.event_ts) for d in step.of(FEED_SILENT)] == [
+        ("SF", "FIRING", gap - M + 120 * M), ("SF", "RESOLVED", gap + 139 * M)]
