@@ -119,6 +119,7 @@ class ScenarioConfig:
     peaks: bool = True                         # Double-11 and 12.12 volume (PEAK_DAYS)
     delay_dwell_hours: float = 24              # held parcels sit at least this long
     outage: Outage | None = None               # a carrier's feed going dark, then backfilled
+    feed_min_expected_scans: float = FEED_MIN_EXPECTED_SCANS  # the truth of feed silences
 
 
 @dataclass
@@ -225,7 +226,7 @@ class Scenario:
     def _feed_silences(self, watermark: int) -> list[dict]:
         """FEED_SILENT by the contract's definition: a carrier with no scan in the 120 min
         after one while its scans in those minutes of the 7 days before average at least
-        `FEED_MIN_EXPECTED_SCANS`, by the watermark's end; and one per outage (its scans
+        `feed_min_expected_scans`, by the watermark's end; and one per outage (its scans
         are all there by ts, read days late). A quiet spell inside an outage is that outage."""
         silence = FEED_SILENCE_MINUTES * MINUTE
         outage = self.config.outage
@@ -241,7 +242,7 @@ class Scenario:
                 if (window is not None and carrier == outage.carrier
                         and window[0] <= minutes[this][2] < window[1]):
                     continue
-                if self._expected_scans(minutes, onset) >= FEED_MIN_EXPECTED_SCANS:
+                if self._expected_scans(minutes, onset) >= self.config.feed_min_expected_scans:
                     found.append({"type": "FEED_SILENT", "status": "FIRING",
                                   "carrier": carrier, "event_ts": onset})
         if outage is not None:  # one alert for the outage, not one per parcel

@@ -110,6 +110,8 @@ class CarrierScans(NamedTuple):
     #                                            ts, last ts]
     latest: dict[str, int]             # carrier -> largest ts
     late: dict[str, int]               # carrier -> scans read late
+    shard: int = 0
+    in_flight: dict[str, int] | None = None  # carrier -> the shard's parcels on their way
 
 
 class ParcelVerdict(NamedTuple):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+
+import numpy as np
 from typing import NamedTuple
 
 from models.detection import Detection
 from models.events import Dispute, Scan
 from models.messages import CarrierScans, ParcelVerdict, ShardTick
+from models.parcels import ACTIVE, STALLED
 from models.settings import MINUTE_MS, Thresholds
 from models.tracking import DUPLICATE, ParcelTracker
 from models.watermark import Watermark
@@ -123,12 +126,24 @@ class Shard:
             outcomes["scans", "late"] += late
         if batch_latest:
             read_at = watermark if watermark is not None else min(batch_latest.values())
-            out.append(CarrierScans(read_at, minutes, batch_latest, batch_late))
+            out.append(CarrierScans(read_at, minutes, batch_latest, batch_late, self.shard,
+                                    self._in_flight(batch_latest)))
         # What reading found was found at the watermark it was read at.
         self.stamps = [(0, watermark or 0)]
         self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         self._advance(out)
         return out
+
+    def _in_flight(self, carriers: dict[str, int]) -> dict[str, int]:
+        """This shard's parcels on their way (moving or stalled), for each of `carriers`."""
+        table = self.tracker.parcels
+        status = np.frombuffer(table.status, dtype=np.uint8)
+        codes = np.frombuffer(table.carrier, dtype=np.uint32)[(status == ACTIVE)
+                                                              | (status == STALLED)]
+        counts = np.bincount(codes)
+        wanted = {table.code(carrier): carrier for carrier in carriers}
+        return {carrier: int(counts[code]) if code < len(counts) else 0
+                for code, carrier in wanted.items()}
 
     def advance_idle(self, wall_ms: int) -> list:
         """Called on a wall-clock cadence: with every input idle, event time follows it."""

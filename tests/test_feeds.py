@@ -148,3 +148,19 @@ def test_a_gap_read_in_one_batch_ahead_of_time_is_found_at_its_exact_onset():
     step.feed([day], end + DAY_MS - 10 * M)
     assert [(d.carrier, d.status, d.event_ts) for d in step.of(FEED_SILENT)] == [
         ("SF", "FIRING", gap - M + 120 * M), ("SF", "RESOLVED", gap + 139 * M)]
+
+
+def test_a_shard_reports_what_it_read_of_each_carrier_and_its_parcels_on_their_way():
+    from models.events import Scan
+    from models.shard import Shard, ShardInput
+
+    shard = Shard(Thresholds(), ["scans/0"])
+    scans_read = [Scan(event_id=f"e{i}", waybill=f"W{i % 3}", carrier="SF", ts=T0 + i * 20_000,
+                       scan_type="PICKUP" if i < 3 else "SIGNED" if i == 5 else "ARRIVE")
+                  for i in range(6)]
+    out = shard.apply(ShardInput("scans/0", scans_read, T0 + 100_000, False))
+    (report,) = [item for item in out if type(item) is CarrierScans]
+    assert report.minutes == {("SF", T0 // M): [3, T0, T0 + 40_000],
+                              ("SF", T0 // M + 1): [3, T0 + 60_000, T0 + 100_000]}
+    assert report.latest == {"SF": T0 + 100_000}
+    assert report.in_flight == {"SF": 2}  # W2 was signed
