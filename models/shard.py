@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
-from typing import NamedTuple
 
 from models.detection import Detection
 from models.events import Dispute, Scan
