@@ -1,8 +1,8 @@
 """A carrier's feed goes dark for 4 days, then arrives as a backfill (contract section 3,
 FEED_SILENT): one alert for the outage, and no parcel of that carrier told it stalled when
-the backfill shows it moved; through `replay` and through the real broker, each against the scenario's truth (how the
-partitions interleave decides what is read late, so the two need not match record for
-record)."""
+the backfill shows it moved; through `replay` and through the real broker, each against the
+scenario's truth (what is read late depends on the read order, so the two need not match
+record for record)."""
 
 from __future__ import annotations
 
