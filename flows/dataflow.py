@@ -42,7 +42,7 @@ encode = msgspec.json.encode
 AGGREGATE_KEY = "aggregate"  # the one key of the global step
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
-STATE_FORMAT = 8
+STATE_FORMAT = 9
 
 
 def snapshot_of(state) -> bytes:

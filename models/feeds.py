@@ -161,8 +161,10 @@ class CarrierFeeds:
             if feed is not None and feed.holding:
                 feed.backfilled += item.late.get(carrier, 0)
                 if feed.resumed_at is None:
+                    # A batch is read as one: the grace runs from where it left the watermark.
                     feed.resumed_at = item.read_at
-                    self.releases.append(item.read_at + self.grace)
+                    settled = item.settled_at or item.read_at
+                    self.releases.append(max(settled, item.read_at) + self.grace)
 
     def _feed(self, carrier: str) -> Feed | None:
         feed = self.feeds.get(carrier)

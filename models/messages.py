@@ -112,6 +112,7 @@ class CarrierScans(NamedTuple):
     late: dict[str, int]               # carrier -> scans read late
     shard: int = 0
     in_flight: dict[str, int] | None = None  # carrier -> the shard's parcels on their way
+    settled_at: int | None = None      # the watermark once the batch is read (None: read_at)
 
 
 class ParcelVerdict(NamedTuple):

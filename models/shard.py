@@ -74,8 +74,10 @@ class Shard:
         out: list = []
         on_scan, on_record = self.tracker.on_scan, self.tracker.on_record
         outcomes = self.outcomes
-        # Late: older than the watermark when read (before this batch's progress moves it).
+        # Late: older than the watermark when read (before this batch's progress moves it);
+        # a batch is read as one, so what late scans leave due waits from where it settles.
         watermark = self.watermark.value
+        settled = self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         scans = duplicates = late = 0
         latest = self.carrier_latest
         # What this batch read of each carrier's feed, for the global step.
@@ -85,7 +87,7 @@ class Shard:
         for event in item.events:
             if type(event) is Scan:
                 scans += 1
-                if on_scan(event, out, watermark) == DUPLICATE:
+                if on_scan(event, out, watermark, settled) == DUPLICATE:
                     duplicates += 1
                     continue
                 carrier, ts = event.carrier, event.ts
@@ -127,10 +129,9 @@ class Shard:
         if batch_latest:
             read_at = watermark if watermark is not None else min(batch_latest.values())
             out.append(CarrierScans(read_at, minutes, batch_latest, batch_late, self.shard,
-                                    self._in_flight(batch_latest)))
+                                    self._in_flight(batch_latest), settled or read_at))
         # What reading found was found at the watermark it was read at.
         self.stamps = [(0, watermark or 0)]
-        self.watermark.observe(item.partition, item.max_ts, item.caught_up)
         self._advance(out)
         return out
 

@@ -12,7 +12,9 @@ tracking it again.
 Late scans (older than the watermark when read: a carrier's backfill) are applied like any
 other, but a deadline one of them leaves behind the watermark is not judged at once: the row
 is held until the watermark has moved `allowed_lateness` past where it stood when the scan
-was read, so the rest of the backfill can land first (contract section 2). Once every input
+was read, so the rest of the backfill can land first (contract section 2). A batch is read as
+one: where the watermark stood is where the batch's own progress took it, so how a backfill
+is split into batches does not change what is judged. Once every input
 is caught up nothing more can come, and held rows are judged.
 """
 
@@ -75,9 +77,11 @@ class ParcelTracker:
 
     # -- records -------------------------------------------------------------------------
 
-    def on_scan(self, scan: Scan, out: list, watermark: int | None = None) -> int:
-        """Apply one scan read at `watermark`; append what the detectors find to `out`;
-        return the parcel's row, or DUPLICATE, or UNTRACKED."""
+    def on_scan(self, scan: Scan, out: list, watermark: int | None = None,
+                settled: int | None = None) -> int:
+        """Apply one scan read at `watermark`, in a batch that moves it to `settled` (a batch
+        is read as one: a late scan's hold counts from there); append what the detectors find
+        to `out`; return the parcel's row, or DUPLICATE, or UNTRACKED."""
         table = self.parcels
         row = table.find(scan.waybill)
         is_new = row < 0
@@ -100,9 +104,11 @@ class ParcelTracker:
         for on_scan in self.on_scans:
             on_scan(row, scan, hub, prior, out)
         at = self._next_due(row)
-        if watermark is not None and scan.ts < watermark and at <= watermark:
-            # A late scan left a deadline behind the watermark: hold it for the backfill.
-            self.held[row] = max(self.held.get(row, 0), watermark + self.lateness)
+        if watermark is not None and scan.ts < watermark:
+            settled = watermark if settled is None else settled
+            if at <= settled:
+                # A late scan left a deadline behind the watermark: hold it for the backfill.
+                self.held[row] = max(self.held.get(row, 0), settled + self.lateness)
         self._set_timer(row, at)
         return row
 

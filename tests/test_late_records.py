@@ -83,6 +83,22 @@ def test_a_late_parcel_that_really_stalled_fires_once_the_watermark_moved_on():
     assert job.alerts("B1") == [("FIRING", T0 + 72 * H)]  # at the event time it was due
 
 
+def test_a_batch_is_read_as_one_so_a_coarse_batch_does_not_judge_a_backfill_half_read():
+    # One partition carries live scans and a backfill. Its first batch moves the watermark
+    # hours on and ends with the head of a late history; the rest is in the next batch.
+    now = T0 + 10 * 24 * H
+    job = Job()
+    job.read(BACKFILL, [], caught_up=True)
+    job.read(LIVE, [scan("LIVE", now - H, "PICKUP")])
+    job.read(LIVE, [scan("LIVE", now + hour * H) for hour in range(0, 7)]
+             + [scan("B1", T0, "PICKUP")])
+    assert job.alerts("B1") == []
+    job.read(LIVE, [scan("B1", T0 + 20 * H), scan("B1", T0 + 40 * H, "SIGNED"),
+                    scan("LIVE", now + 7 * H)])
+    job.live_at(now + 8 * H)
+    assert job.alerts("B1") == []  # judged from where the first batch left the watermark
+
+
 def test_held_deadlines_are_judged_once_every_input_is_read():
     now = T0 + 10 * 24 * H
     job = job_with_a_watermark(now)

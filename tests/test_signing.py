@@ -31,6 +31,7 @@ from models.shard import Shard, ShardInput
 
 H, M, D = HOUR_MS, MINUTE_MS, DAY_MS
 WINDOW = 15 * D  # dispute_window_days
+FORGET = 15 * D  # forget_after_days
 LATE = 10 * M  # allowed_lateness_minutes
 SCANS, DISPUTES = "scans/0", "disputes/0"
 PARTITIONS = [SCANS, DISPUTES]
@@ -742,11 +743,29 @@ def test_a_claim_judged_before_its_signed_scan_was_read_meets_it_when_it_comes_l
     assert claim.subject == "W1" and claim.event_ts == at_hour(14, day=1)
 
 
-def test_a_claim_without_a_signed_parcel_is_forgotten_after_the_window():
+def test_a_claim_without_a_signed_parcel_is_forgotten_after_the_window_and_the_memory():
+    # Kept for the dispute window plus forget_after_days from when it was judged.
     pipeline = Pipeline()
     pipeline.feed(SCANS, [pickup("W1", T0)])
     pipeline.feed(DISPUTES, [dispute("d1", "W1", T0 + H)], caught_up=True)
     pipeline.feed(SCANS, [pickup("W2", T0 + 2 * D)])
+    judged_at = pipeline.shard.watermark.value
     assert set(pipeline.shard.tracker.detector(DisputeMatcher).unmatched) == {"W1"}
-    pipeline.feed(SCANS, [pickup("W3", T0 + WINDOW + 2 * D)])
+    pipeline.feed(SCANS, [pickup("W3", judged_at + WINDOW + FORGET - H)])
+    assert set(pipeline.shard.tracker.detector(DisputeMatcher).unmatched) == {"W1"}
+    pipeline.feed(SCANS, [pickup("W4", judged_at + WINDOW + FORGET + D)])
     assert pipeline.shard.tracker.detector(DisputeMatcher).unmatched == {}
+
+
+def test_a_claim_read_weeks_before_its_parcel_meets_it_when_the_parcel_is_backfilled():
+    # The claims partition is read at once (a replay, a job from the beginning); the parcel's
+    # whole history is loaded again weeks later, far behind the watermark.
+    pipeline = Pipeline()
+    pipeline.feed(DISPUTES, [dispute("d1", "W1", at_hour(14, day=2))], caught_up=True)
+    for day in range(0, 25, 2):
+        pipeline.feed(SCANS, [pickup(f"L{day}", at_hour(9, day=day))])
+    assert pipeline.claims == []
+    pipeline.feed(SCANS, delivered("W1", at_hour(9)))
+    pipeline.finish()
+    claim = only_claim(pipeline)
+    assert claim.subject == "W1" and claim.event_ts == at_hour(14, day=2)

@@ -2,8 +2,10 @@
 
 A dispute is judged when the watermark passes its `ts`: by then every scan up to that time
 has been read, so whether the scan or the claim was read first never changes the answer.
-A claim that finds no signed parcel is kept for the dispute window: a SIGNED scan read late
-(a carrier's backfill) still meets it. A
+A claim that finds no signed parcel is kept for the dispute window plus `forget_after_days`
+from its `ts` or from when it was judged, whichever is later: a SIGNED scan read late (a
+carrier's backfill, a day of records loaded again) still meets it, and a claims partition
+read far ahead of the scans (a replay, a job started from the beginning) loses none. A
 `NOT_RECEIVED` claim matches when the parcel's latest scan at the claim's time is `SIGNED`
 and the claim is dated within `dispute_window_days` after signing; a `DAMAGED` claim in that
 window marks the delivery damaged (for route damage rates). Signed parcels stay in the
@@ -58,7 +60,9 @@ class DisputeMatcher(Detector):
         self.zone = ZoneInfo(zone)
         self.queue: list[tuple[int, int, Dispute]] = []   # (ts, seq, dispute), by ts
         self.seen: dict[str, int] = {}                     # dispute event id -> ts
-        self.unmatched: dict[str, list[Dispute]] = {}      # waybill -> claims not yet met
+        # waybill -> (kept until this watermark, claim) for claims not yet met
+        self.unmatched: dict[str, list[tuple[int, Dispute]]] = {}
+        self.keep_unmatched_ms = self.window + thresholds.forget_after_ms
         self.seq = 0
         self.pruned_day: int | None = None
 
@@ -128,8 +132,8 @@ class DisputeMatcher(Detector):
             damaged=bool(table.flags[row] & DAMAGED)))
         waiting = self.unmatched.pop(scan.waybill, None)
         if waiting:  # claims judged before this late SIGNED scan was read meet it now
-            for dispute in waiting:
-                self._judge(dispute, out)
+            for kept_until, dispute in waiting:
+                self._judge(dispute, out, kept_until)
 
     # -- disputes ------------------------------------------------------------------------
 
@@ -148,14 +152,15 @@ class DisputeMatcher(Detector):
     def on_watermark(self, watermark: int, out: list) -> None:
         queue = self.queue
         while queue and queue[0][0] <= watermark:
-            self._judge(heapq.heappop(queue)[2], out)
+            dispute = heapq.heappop(queue)[2]
+            self._judge(dispute, out, max(dispute.ts, watermark) + self.keep_unmatched_ms)
         day = watermark // DAY_MS
         if day != self.pruned_day:  # once a day: forget ids of claims long judged
             self.pruned_day = day
             horizon = watermark - self.window
             self.seen = {eid: ts for eid, ts in self.seen.items() if ts > horizon}
             self.unmatched = {waybill: kept for waybill, claims in self.unmatched.items()
-                              if (kept := [c for c in claims if c.ts > horizon])}
+                              if (kept := [c for c in claims if c[0] > watermark])}
 
     def flush(self, out: list) -> None:
         """Every input is caught up: claims that match now need not wait for the watermark.
@@ -164,7 +169,7 @@ class DisputeMatcher(Detector):
         while self.queue:
             entry = heapq.heappop(self.queue)
             if self._matches(entry[2]):
-                self._judge(entry[2], out)
+                self._judge(entry[2], out, 0)
             else:
                 waiting.append(entry)
         self.queue = waiting
@@ -178,9 +183,11 @@ class DisputeMatcher(Detector):
             return False
         return table.last_ts[row] <= dispute.ts <= table.last_ts[row] + self.window
 
-    def _judge(self, dispute: Dispute, out: list) -> None:
+    def _judge(self, dispute: Dispute, out: list, keep_until: int) -> None:
+        """A claim that finds no signed parcel is kept until the watermark passes
+        `keep_until`, for a SIGNED scan read late."""
         if not self._matches(dispute):
-            self.unmatched.setdefault(dispute.waybill, []).append(dispute)
+            self.unmatched.setdefault(dispute.waybill, []).append((keep_until, dispute))
             return
         table = self.parcels
         row = table.find(dispute.waybill)
