@@ -45,7 +45,14 @@ from prometheus_client import CollectorRegistry
 from alerts.metrics import Metrics
 from benchmarks.geography import damage_rate
 from benchmarks.machine import report
-from benchmarks.scenario import DEFAULT_OUTAGE, Outage, Scenario, ScenarioConfig
+from benchmarks.scenario import (
+    DEFAULT_BACKFILL,
+    DEFAULT_OUTAGE,
+    Backfill,
+    Outage,
+    Scenario,
+    ScenarioConfig,
+)
 from benchmarks.writers import produce, progress_bar, write_files
 from connectors.broker import EmbeddedBroker
 from connectors.kafka import client_config, ensure_topics, read_topic
@@ -207,11 +214,13 @@ def _storms(alerts: list[dict], truth) -> dict:
 
 def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
             show_progress: bool = True, kafka: bool = False,
-            brokers: str | None = None, outage: Outage | None = None) -> dict:
+            brokers: str | None = None, outage: Outage | None = None,
+            backfill: Backfill | None = None) -> dict:
     """Every run of the sweeps on one scenario, scored. On Kafka (`kafka`, or `brokers`
     naming a cluster to use instead of a fresh embedded broker) runs go through `run`, as in
     production; otherwise through `replay` over files."""
-    scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed, outage=outage))
+    scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed, outage=outage,
+                                       backfill=backfill))
     runs = [("defaults", {})] + [(name, point) for name, points in sweeps.items()
                                  for point in points]
     path = "kafka" if kafka or brokers else "replay"
@@ -228,8 +237,10 @@ def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
                       "bad_routes": len(scenario.truth.bad_routes),
                       "storms": len(scenario.truth.clusters),
                       "feed_outages": sum(a["type"] == "FEED_SILENT"
-                                          for a in scenario.truth.alerts)},
+                                          for a in scenario.truth.alerts),
+                      "backfilled_parcels": scenario.truth.counts["backfilled_parcels"]},
             "outage": None if outage is None else asdict(outage),
+            "backfill": None if backfill is None else asdict(backfill),
             "runs": results}
 
 
@@ -497,15 +508,21 @@ def main() -> None:
     parser.add_argument("--outage", action="store_true",
                         help="the scenario with a carrier's 4-day outage and its backfill; "
                              "the defaults only, no sweeps")
+    parser.add_argument("--backfill", action="store_true",
+                        help="a second scenario (a tenth as many parcels more) read days "
+                             "behind the watermark, claims with it; the defaults only")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--report", type=Path, help="write accuracy.md and plots here")
     args = parser.parse_args()
     command = (f"python -m benchmarks.accuracy --parcels {args.parcels} --days {args.days:g} "
                f"--seed {args.seed}{' --quick' if args.quick else ''}"
-               f"{' --kafka' if args.kafka else ''}{' --outage' if args.outage else ''}")
-    sweeps = {} if args.outage else QUICK_SWEEPS if args.quick else SWEEPS
+               f"{' --kafka' if args.kafka else ''}{' --outage' if args.outage else ''}"
+               f"{' --backfill' if args.backfill else ''}")
+    untidy = args.outage or args.backfill
+    sweeps = {} if untidy else QUICK_SWEEPS if args.quick else SWEEPS
     results = measure(args.parcels, args.days, args.seed, sweeps, kafka=args.kafka,
-                      outage=DEFAULT_OUTAGE if args.outage else None)
+                      outage=DEFAULT_OUTAGE if args.outage else None,
+                      backfill=DEFAULT_BACKFILL if args.backfill else None)
     results["recommended"] = recommend(results)
     if args.report:
         write_report(results, args.report, command)

@@ -15,7 +15,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import msgspec
@@ -92,6 +92,23 @@ class Outage:
 
 
 DEFAULT_OUTAGE = Outage("ZTO", 0.4, 4)
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """A second scenario read days late, as when a platform loads a day's missed shipments
+    again: `share` times as many parcels more (their own seed, so their own waybills), picked
+    up over its first `days` days less six, their records read in event-time order from
+    `resume_share` of the scenario's days on, `speedup` times faster than they happened;
+    every one of them far behind the watermark. Its stalled parcels never move again."""
+
+    share: float = 0.1
+    days: float = 10
+    resume_share: float = 0.8
+    speedup: float = 1000
+
+
+DEFAULT_BACKFILL = Backfill()
 FEED_SILENCE_MINUTES = 120  # the contract's feed_silence_minutes: the truth is cut at it
 FEED_MIN_EXPECTED_SCANS = 50  # and its feed_min_expected_scans
 
@@ -119,6 +136,7 @@ class ScenarioConfig:
     peaks: bool = True                         # Double-11 and 12.12 volume (PEAK_DAYS)
     delay_dwell_hours: float = 24              # held parcels sit at least this long
     outage: Outage | None = None               # a carrier's feed going dark, then backfilled
+    backfill: Backfill | None = None           # a second scenario read days late
     feed_min_expected_scans: float = FEED_MIN_EXPECTED_SCANS  # the truth of feed silences
 
 
@@ -147,7 +165,7 @@ class Scenario:
         self.most_waiting = 0    # the most records held back at once (memory follows it)
         self._held: dict[Storm, list[str]] = {storm: [] for storm in config.storms}
         self._stalled_since = 0
-        self._before_outage = 0  # the outage carrier's largest scan ts before it went dark
+        self._late = self._backfilled_scenario()
         # Each carrier's scans by minute of ts: [count, smallest ts, largest ts], for the
         # feed silences the contract's definition finds in them.
         self._feed_minutes: dict[str, dict[int, list[int]]] = {}
@@ -156,6 +174,33 @@ class Scenario:
 
     def records(self) -> Iterator[tuple[str, str | None, bytes]]:
         """(topic, key, value) in arrival order: scans, then-or-between disputes, weather."""
+        arrivals = self._arrivals()
+        if self._late is not None:
+            arrivals = heapq.merge(arrivals, self._read_late(self._late), key=lambda i: i[0])
+        for _, _, topic, key, value in arrivals:
+            self.truth.counts[f"{topic}_records"] += 1
+            yield topic, key, value
+        self._finish_truth()
+
+    # -- generation ----------------------------------------------------------------------
+
+    def _backfilled_scenario(self) -> Scenario | None:
+        cfg, backfill = self.config, self.config.backfill
+        if backfill is None:
+            return None
+        return Scenario(replace(cfg, parcels=max(1, round(backfill.share * cfg.parcels)),
+                                days=backfill.days, seed=cfg.seed + 50, storms=(),
+                                peaks=False, resume_rate=0.0, outage=None, backfill=None))
+
+    def _read_late(self, late: Scenario) -> Iterator[tuple]:
+        """The second scenario's arrivals, moved to the backfill's reading."""
+        cfg, backfill = self.config, self.config.backfill
+        resume = cfg.start_ts + round(backfill.resume_share * cfg.days * DAY)
+        for arrival, *rest in late._arrivals():
+            yield (resume + round((arrival - cfg.start_ts) / backfill.speedup), *rest)
+
+    def _arrivals(self) -> Iterator[tuple]:
+        """The arrival heap's items in arrival order."""
         cfg = self.config
         heap: list = [self._warning(n, storm) for n, storm in enumerate(cfg.storms)
                       if storm.warning is not None]
@@ -164,15 +209,12 @@ class Scenario:
             created = cfg.start_ts + offset
             self.parcels_started = i + 1
             while heap and heap[0][0] <= created:
-                yield from self._release(heapq.heappop(heap))
+                yield heapq.heappop(heap)
             for item in self._parcel(i, created):
                 heapq.heappush(heap, item)
             self.most_waiting = max(self.most_waiting, len(heap))
         while heap:
-            yield from self._release(heapq.heappop(heap))
-        self._finish_truth()
-
-    # -- generation ----------------------------------------------------------------------
+            yield heapq.heappop(heap)
 
     def _day_weights(self) -> list[float]:
         """Pickup volume per day (the last six left for the trips to end): ordinary days
@@ -210,8 +252,6 @@ class Scenario:
             start, end = self._outage_window()
             if start <= at < end:  # read when the feed resumes, in the order they happened
                 arrival = end + round((arrival - start) / outage.backfill_speedup)
-            elif at < start:
-                self._before_outage = max(self._before_outage, at)
         return (arrival, self._seq, topic, key, encode(record))
 
     def _count_scan(self, carrier: str, ts: int) -> None:
@@ -246,8 +286,10 @@ class Scenario:
                     found.append({"type": "FEED_SILENT", "status": "FIRING",
                                   "carrier": carrier, "event_ts": onset})
         if outage is not None:  # one alert for the outage, not one per parcel
+            before = max(last for _, _, last in self._feed_minutes[outage.carrier].values()
+                         if last < window[0])
             found.append({"type": "FEED_SILENT", "status": "FIRING", "carrier": outage.carrier,
-                          "event_ts": self._before_outage + silence})
+                          "event_ts": before + silence})
         return sorted(found, key=lambda a: (a["event_ts"], a["carrier"]))
 
     @staticmethod
@@ -265,11 +307,6 @@ class Scenario:
         outage, cfg = self.config.outage, self.config
         start = cfg.start_ts + round(outage.start_share * cfg.days * DAY)
         return start, start + round(outage.days * DAY)
-
-    def _release(self, item: tuple) -> Iterator[tuple[str, str | None, bytes]]:
-        _, _, topic, key, value = item
-        self.truth.counts[f"{topic}_records"] += 1
-        yield topic, key, value
 
     def _event_id(self) -> str:
         self._event_seq += 1
@@ -522,11 +559,10 @@ class Scenario:
                                   "event_ts": event_ts})
 
     def _finish_truth(self) -> None:
-        limit = int(self.config.no_movement_hours * HOUR)
         watermark = self._max_ts - int(self.config.allowed_lateness_minutes * MINUTE)
-        for waybill, last_ts in self._trailing:
-            if last_ts + limit <= watermark:
-                self._alert(waybill, "FIRING", last_ts + limit)
+        self._trailing_stalls(watermark)
+        if self._late is not None:
+            self._take_truth_of(self._late, watermark)
         self.truth.counts["final_watermark"] = watermark
         self.truth.alerts += self._feed_silences(watermark)
         self.truth.counts["parcels"] = self.config.parcels
@@ -540,6 +576,28 @@ class Scenario:
                 "weather_event_id": self._warning_id(n) if storm.warning else None,
                 "waybills": sorted(self._held[storm])})
             self.truth.counts["storm_held_parcels"] += len(self._held[storm])
+
+    def _trailing_stalls(self, watermark: int) -> None:
+        limit = int(self.config.no_movement_hours * HOUR)
+        for waybill, last_ts in self._trailing:
+            if last_ts + limit <= watermark:
+                self._alert(waybill, "FIRING", last_ts + limit)
+
+    def _take_truth_of(self, late: Scenario, watermark: int) -> None:
+        """The backfilled scenario's truth as of this one's end: its parcels are judged by
+        the same watermark, its scans count in their carriers' feeds by ts."""
+        late._trailing_stalls(watermark)
+        self.truth.alerts += late.truth.alerts
+        self.truth.stalls += late.truth.stalls
+        self.truth.route_deliveries += late.truth.route_deliveries
+        self.truth.counts.update({name: n for name, n in late.truth.counts.items()
+                                  if not name.endswith("_records")})
+        self.truth.counts["backfilled_parcels"] = late.config.parcels
+        for carrier, minutes in late._feed_minutes.items():
+            for minute, (count, first, last) in minutes.items():
+                mine = self._feed_minutes.setdefault(carrier, {}).setdefault(
+                    minute, [0, first, last])
+                mine[:] = [mine[0] + count, min(mine[1], first), max(mine[2], last)]
 
     def summary(self) -> dict:
         return {"config": asdict(self.config), "counts": dict(self.truth.counts),
