@@ -92,8 +92,7 @@ class Aggregate:
         if all(self.caught_up.values()):
             self._flush_claims(out)
             if self.caught_up_is_the_end and self.watermark is not None:
-                self.feeds.check(self.watermark, out)  # silent by the end of the input
-                for onset in self.feeds.release_all(out):
+                for onset in self.feeds.finish(self.watermark, out):
                     self.clusters.on_late_onset(onset, self.watermark)
         for shard, box in enumerate(self.outbox):
             if box:

@@ -32,6 +32,7 @@ HISTORY_DAYS = 7                       # the usual rate: the same minutes of the
 KEPT_MS = (HISTORY_DAYS + 1) * DAY_MS  # minutes older than this behind the watermark go
 HELD_TYPES = frozenset({"NO_MOVEMENT"})  # per-parcel alerts a silent feed holds
 MAX_CARRIERS = 256
+MAX_SPELLS_AT_THE_END = 64  # quiet spells judged at once when the input ends
 
 
 class Feed:
@@ -43,7 +44,8 @@ class Feed:
     bytes a minute in the dict, 1.3 MB a carrier for 8 days of minutes."""
 
     __slots__ = ("backfilled", "checked_to", "expected", "held", "held_onsets", "in_flight",
-                 "last_scan", "latest", "minutes", "pruned_day", "resumed_at", "silent_since")
+                 "last_scan", "latest", "minutes", "pruned_day", "release_at", "resumed_at",
+                 "silent_since")
 
     def __init__(self) -> None:
         self.minutes: dict[int, int] = {}
@@ -54,6 +56,7 @@ class Feed:
         self.last_scan = 0                      # the last scan before it
         self.expected = 0.0
         self.resumed_at: int | None = None      # watermark when a scan was read again
+        self.release_at: int | None = None      # when what it holds goes out (+ the grace)
         self.backfilled = 0                     # late scans read since
         self.held: dict[str, Detection] = {}            # subject -> held FIRING
         self.held_onsets: dict[str, DelayOnset] = {}    # waybill -> held delay onset
@@ -158,13 +161,27 @@ class CarrierFeeds:
                 feed.in_flight[item.shard] = parcels
         for carrier in item.latest:
             feed = self.feeds.get(carrier)
-            if feed is not None and feed.holding:
-                feed.backfilled += item.late.get(carrier, 0)
-                if feed.resumed_at is None:
-                    # A batch is read as one: the grace runs from where it left the watermark.
-                    feed.resumed_at = item.read_at
-                    settled = item.settled_at or item.read_at
-                    self.releases.append(max(settled, item.read_at) + self.grace)
+            if feed is None or not feed.holding:
+                continue
+            late = item.late.get(carrier, 0)
+            feed.backfilled += late
+            # A batch is read as one: the grace runs from where it left the watermark, and
+            # each batch more of this outage's backfill (another partition's, a coarser
+            # one) extends it; late scans from before the outage (another backfill) do not.
+            settled = max(item.settled_at or item.read_at, item.read_at) + self.grace
+            if feed.resumed_at is None:
+                feed.resumed_at = item.read_at
+            elif not late or (feed.release_at is not None and settled <= feed.release_at) \
+                    or not self._fills(item, carrier, feed):
+                continue
+            feed.release_at = settled
+            self.releases.append(settled)
+
+    @staticmethod
+    def _fills(item: CarrierScans, carrier: str, feed: Feed) -> bool:
+        """The batch read scans of `carrier` from inside its outage."""
+        return any(last > feed.last_scan and first < feed.resumed_at
+                   for (name, _), (_, first, last) in item.minutes.items() if name == carrier)
 
     def _feed(self, carrier: str) -> Feed | None:
         feed = self.feeds.get(carrier)
@@ -183,7 +200,7 @@ class CarrierFeeds:
         for name, feed in feeds:
             if feed is None or feed.holding or (feed.checked_to or at - 1) >= at:
                 continue
-            feed.prune(at)
+            feed.prune(at if feed.checked_to is None else feed.checked_to)  # what is judged
             for last_scan, following in feed.quiet_spells(feed.checked_to, at, self.silence):
                 if feed.resumed_at is not None and last_scan < feed.resumed_at:
                     continue  # inside the outage before: its backfill, not a new one
@@ -192,11 +209,16 @@ class CarrierFeeds:
                 if expected >= self.min_expected:
                     feed.silent_since, feed.expected, feed.last_scan = onset, expected, last_scan
                     feed.resumed_at, feed.backfilled = following, 0
+                    feed.release_at = None
                     out.append(self._detection(name, feed, "FIRING", onset))
                     if following is not None:  # found in what was read: it came back then
-                        self.releases.append(following + self.grace)
+                        feed.release_at = following + self.grace
+                        self.releases.append(feed.release_at)
+                    # Later spells are judged once this outage is over, from here on.
+                    feed.checked_to = onset
                     break
-            feed.checked_to = at
+            else:
+                feed.checked_to = at
 
     # -- what the shards decided about a carrier's parcels ---------------------------------
 
@@ -245,10 +267,23 @@ class CarrierFeeds:
         outage resolves; returns their held delay onsets, in onset order."""
         onsets: list[DelayOnset] = []
         for name, feed in self.feeds.items():
-            if not feed.holding or feed.resumed_at is None or feed.resumed_at + self.grace > at:
+            if not feed.holding or feed.release_at is None or feed.release_at > at:
                 continue
             self._release(name, feed, out, onsets)
         return sorted(onsets, key=lambda o: (o.onset_ts, o.waybill))
+
+    def finish(self, at: int, out: list) -> list[DelayOnset]:
+        """Every input is finished: what feeds hold goes out, then the silences they fell
+        into after coming back and every other by the end are judged; returns the held
+        delay onsets."""
+        onsets = self.release_all(out)
+        for _ in range(MAX_SPELLS_AT_THE_END):  # one a pass: each came back before the next
+            found = len(out)
+            self.check(at, out)
+            onsets += self.release_all(out)
+            if len(out) == found:
+                break
+        return onsets
 
     def release_all(self, out: list) -> list[DelayOnset]:
         """Every input is finished: nothing more can resolve what is held, and a feed read

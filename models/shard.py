@@ -74,10 +74,15 @@ class Shard:
         out: list = []
         on_scan, on_record = self.tracker.on_scan, self.tracker.on_record
         outcomes = self.outcomes
-        # Late: older than the watermark when read (before this batch's progress moves it);
-        # a batch is read as one, so what late scans leave due waits from where it settles.
+        # Late: older than the watermark when read (before this batch's progress moves it).
+        # What a late scan leaves due waits from where the reading stood: the batch is read
+        # as one, and the reading stands at its most advanced partition (a backfill read in
+        # one partition must not be judged as the others catch up).
         watermark = self.watermark.value
         settled = self.watermark.observe(item.partition, item.max_ts, item.caught_up)
+        frontier = self.watermark.frontier
+        if frontier is not None and (settled is None or frontier > settled):
+            settled = frontier
         scans = duplicates = late = 0
         latest = self.carrier_latest
         # What this batch read of each carrier's feed, for the global step.
@@ -127,7 +132,10 @@ class Shard:
         if late:
             outcomes["scans", "late"] += late
         if batch_latest:
-            read_at = watermark if watermark is not None else min(batch_latest.values())
+            # Before the watermark is known, they count from the earliest ts read: no check
+            # of a feed's silence before that could use them, every later one must.
+            read_at = (watermark if watermark is not None
+                       else min(first for _, first, _ in minutes.values()))
             out.append(CarrierScans(read_at, minutes, batch_latest, batch_late, self.shard,
                                     self._in_flight(batch_latest), settled or read_at))
         # What reading found was found at the watermark it was read at.

@@ -54,6 +54,13 @@ class Watermark:
             self.value = candidate
 
     @property
+    def frontier(self) -> int | None:
+        """The largest ts read in any partition still being read, less the lateness: where
+        the reading stands (the watermark is where its slowest partition stands)."""
+        ahead = [ts for p, ts in self.max_ts.items() if ts is not None and not self.caught_up[p]]
+        return max(ahead) - self.lateness_ms if ahead else None
+
+    @property
     def all_caught_up(self) -> bool:
         return all(self.caught_up.values())
 

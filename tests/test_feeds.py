@@ -164,3 +164,92 @@ def test_a_shard_reports_what_it_read_of_each_carrier_and_its_parcels_on_their_w
                               ("SF", T0 // M + 1): [3, T0 + 60_000, T0 + 100_000]}
     assert report.latest == {"SF": T0 + 100_000}
     assert report.in_flight == {"SF": 2}  # W2 was signed
+
+
+def test_one_feed_coming_back_does_not_let_out_what_another_silent_feed_holds():
+    step = Step()
+    end = history(step)
+    silent = end + 3 * H  # both carriers silent since end - 1 min + 2 h
+    step.feed([ParcelVerdict(silent, stall("SF-1", "FIRING", silent - H)),
+               ParcelVerdict(silent, stall("YTO-1", "FIRING", silent - H, carrier="YTO"))],
+              silent)
+    back = end + DAY_MS
+    step.feed([scans("YTO", end, end + H, read_at=back, late=True)], back)
+    step.feed([], back + 61 * M)
+    assert [d.subject for d in step.of("NO_MOVEMENT")] == ["YTO-1"]  # SF is still silent
+
+
+def test_each_batch_more_of_the_backfill_moves_the_grace_on():
+    # Another partition's part of the backfill is read 50 minutes later, in a coarse batch:
+    # what it settles must land before anything held goes out.
+    step = Step()
+    end = history(step)
+    silent = end + 3 * H
+    step.feed([scans("YTO", end, silent), ParcelVerdict(silent, stall("SF-moved", "FIRING",
+                                                                    silent - H))], silent)
+    back = end + DAY_MS
+    first = scans("SF", end, end + H, read_at=back, late=True)._replace(settled_at=back)
+    step.feed([scans("YTO", silent, back), first], back)
+    later = back + 50 * M
+    rest = scans("SF", end + H, end + 2 * H, read_at=later, late=True)._replace(
+        settled_at=later + 30 * M)
+    step.feed([scans("YTO", back, later), rest], later)
+    step.feed([scans("YTO", later, back + 70 * M)], back + 70 * M)  # past the first grace
+    assert [d.status for d in step.of(FEED_SILENT)] == ["FIRING"]
+    step.feed([ParcelVerdict(later + 40 * M, stall("SF-moved", "RESOLVED", silent - 2 * H))],
+              later + 40 * M)
+    step.feed([scans("YTO", back + 70 * M, later + 91 * M)], later + 91 * M)
+    assert [d.status for d in step.of(FEED_SILENT)] == ["FIRING", "RESOLVED"]
+    assert step.of("NO_MOVEMENT") == []  # the later batch showed it moved
+
+
+def test_late_scans_from_before_an_outage_do_not_hold_what_it_holds_longer():
+    # Another backfill (a day loaded again) arrives while the carrier's own is landing:
+    # its scans are from before the outage, so the grace is not moved on for them.
+    step = Step()
+    end = history(step)
+    silent = end + 3 * H
+    step.feed([scans("YTO", end, silent), ParcelVerdict(silent, stall("SF-stuck", "FIRING",
+                                                                    silent - H))], silent)
+    back = end + DAY_MS
+    step.feed([scans("YTO", silent, back),
+               scans("SF", end, end + H, read_at=back, late=True)._replace(settled_at=back)],
+              back)
+    later = back + 50 * M
+    other = scans("SF", end - 5 * DAY_MS, end - 5 * DAY_MS + H, read_at=later, late=True)
+    step.feed([scans("YTO", back, later), other._replace(settled_at=later + 30 * M)], later)
+    step.feed([scans("YTO", later, back + 61 * M)], back + 61 * M)
+    assert [d.subject for d in step.of("NO_MOVEMENT")] == ["SF-stuck"]
+
+
+def test_every_outage_after_a_feed_came_back_in_the_last_batch_is_judged_at_the_end():
+    aggregate = Aggregate(Thresholds(), shards=1, caught_up_is_the_end=True)
+    step = Step()
+    step.aggregate = aggregate
+    end = history(step)
+    back, again = end + DAY_MS, end + DAY_MS + 6 * H
+    finish = back + 9 * DAY_MS
+    aggregate.apply([[scans("YTO", end, end + 3 * H)], ShardTick(0, end + 3 * H, False)])
+    found = aggregate.apply([[scans("SF", end, end + H, read_at=back, late=True)
+                              ._replace(settled_at=finish),
+                              scans("SF", back, back + H, read_at=back),
+                              scans("SF", again, again + H, read_at=back),
+                              scans("YTO", end + 3 * H, finish), ShardTick(0, finish, True)]])
+    outages = [(d.status, d.event_ts) for d in found if type(d) is Detection
+               and d.type == FEED_SILENT and d.carrier == "SF"]
+    assert outages == [("RESOLVED", back), ("FIRING", back + H - M + 120 * M),
+                       ("RESOLVED", again), ("FIRING", again + H - M + 120 * M)]
+
+
+def test_scans_read_before_event_time_is_known_count_from_the_earliest_read():
+    # A partition read ahead while another has not reported: its scans must count for every
+    # check of a feed's silence from the earliest of them on, not from where it stopped.
+    from models.events import Scan
+    from models.shard import Shard, ShardInput
+
+    shard = Shard(Thresholds(), ["scans/0", "scans/1"])
+    ahead = [Scan(event_id=f"e{i}", waybill=f"W{i}", carrier="SF", ts=T0 + i * H,
+                  scan_type="PICKUP") for i in range(30)]
+    out = shard.apply(ShardInput("scans/0", ahead, T0 + 29 * H, False))
+    (report,) = [item for item in out if type(item) is CarrierScans]
+    assert shard.watermark.value is None and report.read_at == T0

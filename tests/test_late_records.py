@@ -99,6 +99,23 @@ def test_a_batch_is_read_as_one_so_a_coarse_batch_does_not_judge_a_backfill_half
     assert job.alerts("B1") == []  # judged from where the first batch left the watermark
 
 
+def test_a_backfill_in_a_partition_behind_the_others_waits_for_where_the_reading_stands():
+    # The partition carrying the backfill is an hour behind the live one: its own progress
+    # would let the hold end as soon as it catches up ten minutes.
+    now = T0 + 10 * 24 * H
+    job = Job()
+    job.read(LIVE, [scan("LIVE", now, "PICKUP")])
+    job.read(BACKFILL, [scan("A1", now - H, "PICKUP")], caught_up=False)
+    job.read(BACKFILL, [scan("B1", T0, "PICKUP")], caught_up=False)
+    job.read(LIVE, [scan("LIVE", now + 5 * M)])
+    job.read(BACKFILL, [scan("A1", now - 45 * M)], caught_up=False)
+    assert job.alerts("B1") == []
+    job.read(BACKFILL, [scan("B1", T0 + 20 * H), scan("B1", T0 + 40 * H, "SIGNED"),
+                        scan("A1", now + 20 * M)], caught_up=False)
+    job.live_at(now + 30 * M)
+    assert job.alerts("B1") == []
+
+
 def test_held_deadlines_are_judged_once_every_input_is_read():
     now = T0 + 10 * 24 * H
     job = job_with_a_watermark(now)
