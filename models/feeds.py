@@ -179,9 +179,9 @@ class CarrierFeeds:
 
     @staticmethod
     def _fills(item: CarrierScans, carrier: str, feed: Feed) -> bool:
-        """The batch read scans of `carrier` from inside its outage."""
-        return any(last > feed.last_scan and first < feed.resumed_at
-                   for (name, _), (_, first, last) in item.minutes.items() if name == carrier)
+        """The batch read scans of `carrier` from after its outage began."""
+        return any(last > feed.last_scan
+                   for (name, _), (_, _, last) in item.minutes.items() if name == carrier)
 
     def _feed(self, carrier: str) -> Feed | None:
         feed = self.feeds.get(carrier)

@@ -7,7 +7,6 @@ scenario read weeks behind the watermark, claims included."""
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 
 import pytest
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from test_outage import MIN_EXPECTED, OUTAGE_SCENARIO
 
-from benchmarks.scenario import Backfill, Scenario
+from benchmarks.scenario import Scenario
 from connectors.decode import BatchRouter, ShardDecoder
 from connectors.records import RawBatch, partition_id
 from models.aggregate import Aggregate
@@ -25,7 +24,7 @@ from models.route_shards import RouteShard
 from models.settings import Thresholds
 from models.shard import Shard, ShardInput
 
-SCENARIO = dataclasses.replace(OUTAGE_SCENARIO, backfill=Backfill(share=0.1))
+SCENARIO = OUTAGE_SCENARIO
 THRESHOLDS = Thresholds(feed_min_expected_scans=MIN_EXPECTED)
 TOPICS = {"scans": "scans", "disputes": "disputes", "weather": "weather"}
 CLOCK = ("scans", "disputes")

@@ -1,8 +1,9 @@
 """A carrier's feed goes dark for 4 days, then arrives as a backfill (contract section 3,
-FEED_SILENT): one alert for the outage, and no parcel of that carrier told it stalled when
-the backfill shows it moved; through `replay` and through the real broker, each against the
-scenario's truth (what is read late depends on the read order, so the two need not match
-record for record)."""
+FEED_SILENT), and a second scenario is read weeks behind the watermark, its claims with it
+(section 2, late records): one alert for the outage, no parcel told it stalled when the
+backfill shows it moved, every claim judged; through `replay` and through the real broker,
+each against the scenario's truth (what is read late depends on the read order, so the two
+need not match record for record)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 
 import pytest
 
-from benchmarks.scenario import DEFAULT_OUTAGE, Scenario
+from benchmarks.scenario import DEFAULT_OUTAGE, Backfill, Scenario
 from benchmarks.writers import produce, write_files
 from connectors.kafka import client_config, ensure_topics, read_topic
 
@@ -25,6 +26,7 @@ from conftest import CLI, SESSION_SCENARIO, cli, cli_env, read_jsonl, topic_sett
 MIN_EXPECTED = 8
 OUTAGE = dataclasses.replace(DEFAULT_OUTAGE, backfill_speedup=1000)
 OUTAGE_SCENARIO = dataclasses.replace(SESSION_SCENARIO, outage=OUTAGE,
+                                      backfill=Backfill(share=0.1),
                                       feed_min_expected_scans=MIN_EXPECTED)
 SETTINGS = {"thresholds__feed_min_expected_scans": str(MIN_EXPECTED), "batch_size": "20"}
 
@@ -58,6 +60,11 @@ def test_an_outage_is_one_alert_and_its_backfill_leaves_only_real_stalls(outage)
     assert back[0]["details"]["backfilled"] > 0
     # Every parcel of the dark carrier fired while it was dark; the backfill settled them.
     assert firing(alerts, "NO_MOVEMENT", "waybill") == firing(truth, "NO_MOVEMENT", "waybill")
+    # The second scenario's claims, read weeks late, are judged like any other.
+    assert (firing(alerts, "SIGNED_DISPUTED", "waybill")
+            == firing(truth, "SIGNED_DISPUTED", "waybill"))
+    assert any(w.startswith(("SF61", "ZTO61", "YTO61", "JD61", "STO61", "JT61"))
+               for w, _ in firing(truth, "SIGNED_DISPUTED", "waybill"))
 
 
 def test_the_outage_through_the_broker_is_judged_as_exactly(broker, outage, tmp_path):
@@ -66,9 +73,7 @@ def test_the_outage_through_the_broker_is_judged_as_exactly(broker, outage, tmp_
     generated, _ = outage
     names = topic_settings("outage")
     config = client_config(broker.bootstrap)
-    # One partition a topic: with four, each 20-record poll of one spans four times the
-    # event time, and the watermark steps past the grace within the backfill.
-    ensure_topics(config, [name for key, name in names.items()], 1, 10)
+    ensure_topics(config, [name for key, name in names.items()], 4, 10)
     inputs = {role: names[f"topics__{role}"] for role in ("scans", "disputes", "weather")}
     produce(Scenario(OUTAGE_SCENARIO), config, inputs, show_progress=False)
     job = subprocess.run([CLI, "run", "--brokers", broker.bootstrap, "--from-beginning",
@@ -80,3 +85,5 @@ def test_the_outage_through_the_broker_is_judged_as_exactly(broker, outage, tmp_
     truth = generated.truth.alerts
     assert firing(emitted, "FEED_SILENT", "carrier") == firing(truth, "FEED_SILENT", "carrier")
     assert firing(emitted, "NO_MOVEMENT", "waybill") == firing(truth, "NO_MOVEMENT", "waybill")
+    assert (firing(emitted, "SIGNED_DISPUTED", "waybill")
+            == firing(truth, "SIGNED_DISPUTED", "waybill"))
