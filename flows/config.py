@@ -8,6 +8,7 @@ variable name become dots: `PARCELWATCH_KAFKA__SASL_PASSWORD` sets `sasl.passwor
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -77,19 +78,62 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     kafka: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
 
 
+def _setting_names() -> dict[str, set[str] | None]:
+    """Each top-level key: the keys of its table (None for a plain value; the `kafka` table
+    takes any librdkafka property)."""
+    names: dict[str, set[str] | None] = {}
+    for field in msgspec.structs.fields(Settings):
+        table = field.type if isinstance(field.type, type) else None
+        if table is not None and issubclass(table, msgspec.Struct):
+            names[field.name] = {f.name for f in msgspec.structs.fields(table)}
+        else:
+            names[field.name] = None
+    names["kafka"] = set()
+    return names
+
+
 def _env_overrides(environ: dict[str, str]) -> dict:
+    """The `PARCELWATCH_*` variables that name a setting. Others of that prefix (a webhook
+    secret, say) are not settings and are left alone, unless one reads like a misspelt
+    setting: then the start stops naming it."""
+    names = _setting_names()
     tree: dict = {}
-    for name, value in environ.items():
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
+        keys = names.get(path[0], ...)
+        if keys is ...:
+            _unless_misspelt(name, path[0], names)
+            continue
         if path[0] == "kafka" and len(path) == 2:
             path = ["kafka", path[1].replace("_", ".")]
+        elif (keys is None) != (len(path) == 1) or (keys and path[1] not in keys) \
+                or len(path) > 2:
+            wanted = (f"{ENV_PREFIX}{path[0].upper()}" if keys is None else
+                      f"{ENV_PREFIX}{path[0].upper()}__<KEY>")
+            hint = _close(path[-1], keys or ()) if len(path) == 2 else None
+            if hint is not None:
+                wanted = f"{ENV_PREFIX}{path[0].upper()}__{hint.upper()}"
+            raise ConfigError(f"invalid configuration: environment variable {name} names no "
+                              f"setting (did you mean {wanted}?)")
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
     return tree
+
+
+def _unless_misspelt(name: str, key: str, names: dict) -> None:
+    hint = _close(key, names)
+    if hint is not None:
+        raise ConfigError(f"invalid configuration: environment variable {name} names no "
+                          f"setting (did you mean {ENV_PREFIX}{hint.upper()}?)")
+
+
+def _close(word: str, choices) -> str | None:
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.85)
+    return found[0] if found else None
 
 
 def _merge(base: dict, top: dict) -> dict:

@@ -111,6 +111,19 @@ def test_bad_environment_value_stops_the_start_with_one_line():
     assert "no_movement_hours" in line
 
 
+def test_a_webhook_secret_in_the_environment_does_not_stop_the_start(tmp_path):
+    scans = tmp_path / "scans.jsonl"
+    scans.write_text('{"event_id": "e1", "waybill": "W1", "carrier": "SF", '
+                     '"scan_type": "PICKUP", "ts": 1793462400000}\n', encoding="utf-8")
+    env = cli_env()
+    env["PARCELWATCH_WEBHOOK_SECRET_M00001"] = "whsec_c2VjcmV0"
+    result = cli("replay", "--scans", scans, "--out", tmp_path / "out", env=env)
+    assert result.returncode == 0, result.stderr
+    env["PARCELWATCH_THRESHOLDS__NO_MOVMENT_HOURS"] = "48"
+    line = one_line_error(cli("replay", "--scans", scans, "--out", tmp_path / "out", env=env))
+    assert "PARCELWATCH_THRESHOLDS__NO_MOVEMENT_HOURS" in line
+
+
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path):
     assert "--parcels" in one_line_error(cli("demo", "--parcels", "many"))
     assert "--scans" in one_line_error(cli("replay", "--out", tmp_path))

@@ -144,7 +144,25 @@ def test_unknown_keys_in_the_file(tmp_path, text, mentions):
 
 def test_unknown_key_in_the_environment():
     message = one_line_error(environ={"PARCELWATCH_THRESHOLDS__NOPE": "1"})
-    assert "nope" in message
+    assert "PARCELWATCH_THRESHOLDS__NOPE" in message
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("PARCELWATCH_THRESHOLDS__NO_MOVMENT_HOURS", "PARCELWATCH_THRESHOLDS__NO_MOVEMENT_HOURS"),
+    ("PARCELWATCH_BROKRES", "PARCELWATCH_BROKERS"),
+    ("PARCELWATCH_TOPIC__SCANS", "PARCELWATCH_TOPICS"),
+    ("PARCELWATCH_BROKERS__HOST", "PARCELWATCH_BROKERS"),
+])
+def test_a_misspelt_variable_is_named_with_the_one_meant(name, meant):
+    message = one_line_error(environ={name: "1"})
+    assert name in message and meant in message
+
+
+def test_other_variables_of_the_prefix_are_not_settings():
+    # The README's own name for a merchant's webhook secret, next to real settings.
+    env = {"PARCELWATCH_WEBHOOK_SECRET_M00001": "whsec_c2VjcmV0",
+           "PARCELWATCH_METRICS_TOKEN": "t", "PARCELWATCH_THRESHOLDS__NO_MOVEMENT_HOURS": "48"}
+    assert load_settings(environ=env).thresholds.no_movement_hours == 48
 
 
 @pytest.mark.parametrize(("text", "mentions"), [
