@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -18,6 +19,15 @@ from models.shard import MAX_CARRIERS  # carriers with a scan-age series
 
 INPUT_TOPICS = ("scans", "disputes", "weather")
 OUTCOMES = ("accepted", "duplicate", "rejected", "late")
+# Each alert type with the severities it is raised at: its series exist at 0 from the start.
+ALERT_SEVERITIES = {
+    "NO_MOVEMENT": ("WARNING",),
+    "SIGNED_DISPUTED": ("WARNING", "CRITICAL"),
+    "ROUTE_DAMAGE_RATE": ("WARNING", "CRITICAL"),
+    "WEATHER_DELAY_CLUSTER": ("WARNING", "CRITICAL"),
+    "FEED_SILENT": ("CRITICAL",),
+}
+NOTIFICATION_OUTCOMES = ("emitted",)
 
 
 class Metrics:
@@ -35,11 +45,17 @@ class Metrics:
             ["carrier"], registry=registry)
         self._carrier_latest: dict[str, int] = {}
         self.alerts = Counter(
-            "parcelwatch_alerts_total", "Alerts emitted by type and status.",
-            ["type", "status"], registry=registry)
+            "parcelwatch_alerts_total", "Alerts emitted by type, status and severity.",
+            ["type", "status", "severity"], registry=registry)
+        for kind, severities in ALERT_SEVERITIES.items():
+            for status in ("FIRING", "RESOLVED"):
+                for severity in severities:
+                    self.alerts.labels(kind, status, severity)
         self.notifications = Counter(
             "parcelwatch_notifications_total", "Merchant notifications by outcome.",
             ["outcome"], registry=registry)
+        for outcome in NOTIFICATION_OUTCOMES:
+            self.notifications.labels(outcome)
         self.tracked = Gauge(
             "parcelwatch_parcels_tracked", "Parcels with state held.", registry=registry)
         self.stalled = Gauge(
@@ -49,8 +65,9 @@ class Metrics:
             "parcelwatch_watermark_timestamp_seconds", "Event-time watermark of the job.",
             registry=registry)
         self.watermark_lag = Gauge(
-            "parcelwatch_watermark_lag_seconds", "Wall clock minus the event-time watermark.",
-            registry=registry)
+            "parcelwatch_watermark_lag_seconds",
+            "Wall clock minus the event-time watermark: negative when event time runs ahead "
+            "of the wall clock, NaN until the first watermark.", registry=registry)
         self.webhook_deliveries = Counter(
             "parcelwatch_webhook_deliveries_total",
             "Merchant webhook pushes by outcome (delivered, retry, dead_letter, no_endpoint).",
@@ -107,7 +124,7 @@ class Metrics:
 
     def _lag_seconds(self) -> float:
         mark = self._watermark_seconds()
-        return max(0.0, time.time() - mark) if mark else 0.0
+        return time.time() - mark if mark else math.nan
 
 
 _metrics: Metrics | None = None

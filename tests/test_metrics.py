@@ -27,6 +27,33 @@ def test_every_input_outcome_exists_at_zero_from_the_start():
                 "parcelwatch_events_total", {"topic": topic, "outcome": outcome}) == 0
 
 
+def test_every_alert_type_and_notification_count_exists_at_zero_from_the_start():
+    registry = CollectorRegistry()
+    Metrics(registry)
+    for kind, severity in [("NO_MOVEMENT", "WARNING"), ("SIGNED_DISPUTED", "CRITICAL"),
+                           ("ROUTE_DAMAGE_RATE", "WARNING"), ("FEED_SILENT", "CRITICAL"),
+                           ("WEATHER_DELAY_CLUSTER", "CRITICAL")]:
+        for status in ("FIRING", "RESOLVED"):
+            assert registry.get_sample_value("parcelwatch_alerts_total", {
+                "type": kind, "status": status, "severity": severity}) == 0
+    assert registry.get_sample_value("parcelwatch_notifications_total",
+                                     {"outcome": "emitted"}) == 0
+
+
+def test_watermark_lag_is_signed_and_unknown_before_any_input():
+    import math
+    import time
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    assert math.isnan(registry.get_sample_value("parcelwatch_watermark_lag_seconds"))
+    ahead = round((time.time() + 4 * 86400) * 1000)  # event time 4 days ahead of the clock
+    metrics.report_shard("0", 1, 0, ahead)
+    assert registry.get_sample_value("parcelwatch_watermark_lag_seconds") < -3.9 * 86400
+    metrics.report_shard("0", 1, 0, ahead - 5 * 86400_000)
+    assert registry.get_sample_value("parcelwatch_watermark_lag_seconds") > 0.9 * 86400
+
+
 def test_a_quiet_carrier_shows_its_scan_age_in_event_time():
     registry = CollectorRegistry()
     metrics = Metrics(registry)
