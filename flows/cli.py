@@ -34,6 +34,8 @@ def _metrics(settings: Settings):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="parcelwatch", prog_name="parcelwatch",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """Watch courier scans; alert when a parcel is in trouble."""
 

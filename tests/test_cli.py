@@ -124,6 +124,14 @@ def test_a_webhook_secret_in_the_environment_does_not_stop_the_start(tmp_path):
     assert "PARCELWATCH_THRESHOLDS__NO_MOVEMENT_HOURS" in line
 
 
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = cli("--version", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"parcelwatch {version('parcelwatch')}"
+
+
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path):
     assert "--parcels" in one_line_error(cli("demo", "--parcels", "many"))
     assert "--scans" in one_line_error(cli("replay", "--out", tmp_path))
