@@ -44,6 +44,10 @@ class Metrics:
             "Event time since each carrier's latest scan (the watermark minus it, at least 0).",
             ["carrier"], registry=registry)
         self._carrier_latest: dict[str, int] = {}
+        self.feed_silent = Gauge(
+            "parcelwatch_carrier_feed_silent",
+            "1 while the carrier's feed is silent (its FEED_SILENT firing), 0 once it is back.",
+            ["carrier"], registry=registry)
         self.alerts = Counter(
             "parcelwatch_alerts_total", "Alerts emitted by type, status and severity.",
             ["type", "status", "severity"], registry=registry)
@@ -108,6 +112,11 @@ class Metrics:
         with self._lock:
             latest = self._carrier_latest[carrier] / 1000
         return max(0.0, watermark - latest) if watermark else 0.0
+
+    def report_alert(self, kind: str, status: str, severity: str, carrier: str | None) -> None:
+        self.alerts.labels(kind, status, severity).inc()
+        if kind == "FEED_SILENT" and carrier is not None:  # carriers are at most 256
+            self.feed_silent.labels(carrier).set(1 if status == "FIRING" else 0)
 
     def report_lag(self, topic: str, partition: int, behind: int) -> None:
         """`topic` is the contract name (scans, disputes, weather): bounded label values."""

@@ -159,7 +159,7 @@ class RecordMaker:
         if type(found) is list:  # the route scores of one interval, encoded
             return [OutputBatch("route-scores", found)]
         alert = to_alert(found, now_ms())
-        self.metrics.alerts.labels(alert.type, alert.status, alert.severity).inc()
+        self.metrics.report_alert(alert.type, alert.status, alert.severity, alert.carrier)
         records = [OutputRecord("alerts", found.subject, encode(alert))]
         for note in self.notifier.for_alert(alert, found.notify, found.parcels):
             records.append(OutputRecord("merchant-notifications", note.merchant_id, encode(note)))

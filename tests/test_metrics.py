@@ -79,3 +79,16 @@ def test_carrier_series_are_bounded():
     ages = [s for m in registry.collect() if m.name == "parcelwatch_carrier_scan_age_seconds"
             for s in m.samples]
     assert len(ages) == MAX_CARRIERS
+
+
+def test_a_silent_carrier_feed_reads_1_until_it_is_back():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.report_alert("FEED_SILENT", "FIRING", "CRITICAL", "ZTO")
+    assert registry.get_sample_value("parcelwatch_carrier_feed_silent", {"carrier": "ZTO"}) == 1
+    assert registry.get_sample_value("parcelwatch_alerts_total", {
+        "type": "FEED_SILENT", "status": "FIRING", "severity": "CRITICAL"}) == 1
+    metrics.report_alert("FEED_SILENT", "RESOLVED", "CRITICAL", "ZTO")
+    assert registry.get_sample_value("parcelwatch_carrier_feed_silent", {"carrier": "ZTO"}) == 0
+    metrics.report_alert("NO_MOVEMENT", "FIRING", "WARNING", "ZTO")
+    assert registry.get_sample_value("parcelwatch_carrier_feed_silent", {"carrier": "ZTO"}) == 0
