@@ -10,6 +10,7 @@ epoch that contains it never commits outputs that were lost.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -72,6 +73,11 @@ def ensure_topics(config: dict, names: list[str], partitions: int, timeout_s: fl
                 raise RuntimeError(f"could not create topic {name}: {exc.args[0].str()}") from None
 
 
+# Set to end every partition's reading at its next poll: the dataflow then finishes as at the
+# end of its input (state kept, a last snapshot taken), with no error to unwind.
+STOP_READING = threading.Event()
+
+
 class _PartitionReader(StatefulSourcePartition):
     def __init__(self, config: dict, role: str, topic: str, partition: int, start: int,
                  batch_size: int, exit_at_end: bool, on_lag=None):
@@ -94,7 +100,7 @@ class _PartitionReader(StatefulSourcePartition):
         self.consumer.assign([TopicPartition(topic, partition, start)])
 
     def next_batch(self) -> list[RawBatch]:
-        if self.finished:
+        if self.finished or STOP_READING.is_set():
             raise StopIteration
         messages = self.consumer.consume(self.batch_size, timeout=0)
         records, caught_up = [], None

@@ -18,6 +18,7 @@ from alerts.metrics import Metrics
 from connectors.decode import CLOCK_TOPICS
 from connectors.files import JsonLinesInputs, JsonLinesOutputs
 from connectors.kafka import (
+    STOP_READING,
     KafkaInputs,
     KafkaOutputs,
     check_connection,
@@ -93,11 +94,13 @@ def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end:
                                              "addresses": processes.addresses}
     try:
         flow, recovery = _kafka_job(settings, metrics, from_beginning, exit_at_end)
+        stop.running = True
         cli_main(flow, epoch_interval=timedelta(seconds=settings.snapshot_interval_seconds),
                  recovery_config=recovery, **topology)
-    except BaseException:  # the runtime reports a stop as one of several exception types
+    except BaseException:  # the runtime reports a forced stop as one of several types
         if not stop.requested:
             raise
+    if stop.requested:
         log.info("stopped on %s", stop.requested)
     return stop.requested
 
@@ -135,13 +138,21 @@ def _init_state_dir(state_dir: Path) -> None:
 
 
 class _StopOnSignal:
-    """SIGTERM and SIGINT stop the job cleanly: the dataflow ends at its next step."""
+    """SIGTERM and SIGINT stop the job cleanly: every input partition ends at its next poll
+    and the dataflow finishes as at the end of its input, state kept. Before the dataflow
+    runs, or at a second signal, the stop is at once."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
+        self.running = False
+        STOP_READING.clear()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
+        first = self.requested is None
         self.requested = signal.Signals(signum).name
+        if first and self.running:
+            STOP_READING.set()
+            return
         raise KeyboardInterrupt

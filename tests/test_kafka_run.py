@@ -147,9 +147,11 @@ def test_a_job_resumed_as_another_number_of_processes_loses_no_alert(
     assert alert_keys(read_topic(config, topics["alerts"])) == expected
 
 
-def test_a_run_killed_mid_stream_and_restarted_loses_no_alert(broker, scenario, replayed,
-                                                                tmp_path):
-    env_settings, topics = prepare(broker, "kill")
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_a_run_stopped_mid_stream_and_restarted_loses_no_alert(broker, scenario, replayed,
+                                                                 tmp_path, stop):
+    """Killed, or stopped cleanly (its inputs end at the next poll, its state kept)."""
+    env_settings, topics = prepare(broker, f"stop-{stop.name.lower()}")
     config = client_config(broker.bootstrap)
     records = list(Scenario(SESSION_SCENARIO).records())
     half = len(records) // 2
@@ -171,9 +173,9 @@ def test_a_run_killed_mid_stream_and_restarted_loses_no_alert(broker, scenario, 
         assert "parcelwatch_parcels_tracked" in text
         assert 'parcelwatch_events_total{outcome="accepted",topic="scans"}' in text
     finally:
-        os.kill(job.pid, signal.SIGKILL)
-        job.wait(timeout=30)
-    assert job.returncode == -signal.SIGKILL
+        os.kill(job.pid, stop)
+        _, stderr = job.communicate(timeout=60)
+    assert job.returncode == (-signal.SIGKILL if stop == signal.SIGKILL else 0), stderr
 
     produce_records(config, topics["inputs"], records[half:])
     result = cli("run", "--brokers", broker.bootstrap, "--exit-at-end", "--state-dir", state,
@@ -221,6 +223,8 @@ def test_sigterm_stops_a_running_job_cleanly(broker, tmp_path):
     job.send_signal(signal.SIGTERM)
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 0, stderr
+    assert "panicked" not in stderr and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].endswith("stopped on SIGTERM"), stderr
 
 
 def test_an_unreachable_broker_is_a_clear_error_not_a_hang():
