@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from connectors.kafka import BrokerUnreachable
-from flows.config import ConfigError, Settings, load_settings
+from flows.config import ConfigError, Settings, check_kafka_properties, load_settings
 
 config_option = click.option("--config", type=click.Path(path_type=Path),
                              help="TOML configuration file.")
@@ -58,6 +58,7 @@ def run(brokers, config, from_beginning, exit_at_end, state_dir, process_id,
     from flows.runner import run as run_job
 
     settings = load_settings(config, brokers=brokers, state_dir=state_dir)
+    check_kafka_properties(settings.kafka)
     processes = ProcessGroup.parse(process_id, addresses)
     run_job(settings, _metrics(settings), from_beginning=from_beginning,
             exit_at_end=exit_at_end, processes=processes)
@@ -209,6 +210,7 @@ def push(brokers, endpoints, group, exit_at_end, config) -> None:
     from flows.pushing import push as push_job
 
     settings = load_settings(config, brokers=brokers)
+    check_kafka_properties(settings.kafka)
     push_job(settings, load_endpoints(endpoints), group, _metrics(settings), exit_at_end)
 
 

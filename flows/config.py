@@ -9,6 +9,7 @@ variable name become dots: `PARCELWATCH_KAFKA__SASL_PASSWORD` sets `sasl.passwor
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import tomllib
@@ -175,6 +176,29 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         raise ConfigError(f"invalid configuration: unknown time zone {settings.zone!r}") from None
     check_brokers(settings.brokers)
     return settings
+
+
+def check_kafka_properties(properties: dict) -> None:
+    """librdkafka judges the `[kafka]` table of a job about to start, before any topic is
+    touched: an unknown property or a bad value stops the start with its one-line reason."""
+    if not properties:
+        return
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    quiet = logging.getLogger("parcelwatch.kafka.check")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    base = {"bootstrap.servers": "127.0.0.1:9", "logger": quiet, "log_level": 0,
+            **{key: value for key, value in properties.items()}}
+    for make, extra in ((Producer, {}), (Consumer, {"group.id": "parcelwatch-check"})):
+        try:
+            client = make({**base, **extra})
+        except KafkaException as exc:
+            raise ConfigError(f"invalid configuration: [kafka] {exc.args[0].str()}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid configuration: [kafka] {exc}") from None
+        if make is Consumer:
+            client.close()
 
 
 # One bootstrap server, as librdkafka takes it: [PROTOCOL://]HOST[:PORT], HOST a name, an

@@ -124,6 +124,17 @@ def test_a_webhook_secret_in_the_environment_does_not_stop_the_start(tmp_path):
     assert "PARCELWATCH_THRESHOLDS__NO_MOVEMENT_HOURS" in line
 
 
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("kafka__no_such_thing", "1", 'No such configuration property: "no.such.thing"'),
+    ("kafka__acks", "sometimes", "Invalid value"),
+])
+@pytest.mark.parametrize("command", [["run"], ["push", "--endpoints", "none.toml"]])
+def test_a_bad_kafka_property_stops_the_start_with_one_line(command, name, value, said):
+    line = one_line_error(cli(*command, "--brokers", "127.0.0.1:1", env=cli_env(**{name: value}),
+                              timeout=30))
+    assert said in line and "[kafka]" in line
+
+
 def test_version_prints_the_installed_version():
     from importlib.metadata import version
 
