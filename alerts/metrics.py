@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import socket
 import threading
 import time
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     REGISTRY,
@@ -12,8 +14,9 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from models.shard import MAX_CARRIERS  # carriers with a scan-age series
 
@@ -92,6 +95,7 @@ class Metrics:
         self.stalled.set_function(lambda: self._sum(1))
         self.watermark.set_function(self._watermark_seconds)
         self.watermark_lag.set_function(self._lag_seconds)
+        self.health = Health(self)
 
     def report_shard(self, shard: str, tracked: int, stalled: int, watermark: int | None,
                      carrier_latest: dict[str, int] | None = None) -> None:
@@ -147,6 +151,56 @@ def metrics() -> Metrics:
     return _metrics
 
 
-def serve(host: str, port: int) -> None:
-    """Serve /metrics from a background thread."""
-    start_http_server(port, addr=host)
+class Health:
+    """What /healthz and /readyz answer: the dataflow runs; it is connected and every input
+    partition has reported (a shard knows the watermark), or, for a job without shards, it
+    is connected."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        self.running = False
+        self.connected = False
+        self.needs_watermark = True
+
+    def live(self) -> tuple[bool, str]:
+        return (True, "running") if self.running else (False, "the dataflow is not running")
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.running:
+            return False, "the dataflow is not running"
+        if not self.connected:
+            return False, "not connected to the brokers yet"
+        if self.needs_watermark and not self.metrics._watermark_seconds():
+            return False, "waiting for every input partition to report"
+        return True, "ready"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+class _Server(ThreadingWSGIServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def serve(host: str, port: int, served: Metrics) -> None:
+    """Serve /metrics, /healthz and /readyz from a background thread."""
+    exposition = make_wsgi_app(served.registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path in ("/healthz", "/readyz"):
+            ok, reason = served.health.live() if path == "/healthz" else served.health.ready()
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "text/plain; charset=utf-8")])
+            return [reason.encode() + b"\n"]
+        return exposition(environ, start_response)
+
+    server = make_server(host, port, app, _Server6 if ":" in host else _Server,
+                         handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="parcelwatch-http", daemon=True).start()

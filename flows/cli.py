@@ -25,7 +25,7 @@ def _metrics(settings: Settings):
     registry = metrics()
     if settings.metrics.enabled:
         try:
-            serve(settings.metrics.host, settings.metrics.port)
+            serve(settings.metrics.host, settings.metrics.port, registry)
         except OSError as exc:
             logging.getLogger("parcelwatch").warning(
                 "metrics not served on %s:%s: %s", settings.metrics.host, settings.metrics.port,

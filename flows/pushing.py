@@ -39,9 +39,13 @@ def push(settings: Settings, endpoints: dict[str, Endpoint], group: str, metrics
                        on_revoke=pusher.revoked, on_lost=pusher.revoked)
     log.info("pushing %s to %d merchant endpoints", topics.merchant_notifications,
              len(endpoints))
+    health = metrics.health
+    health.needs_watermark = False  # no event time here: ready once connected
+    health.running = health.connected = True
     try:
         asyncio.run(_until_signal(pusher))
     finally:
+        health.running = False
         consumer.close()  # commits nothing more: offsets are committed per outcome
 
 

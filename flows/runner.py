@@ -94,12 +94,14 @@ def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end:
                                              "addresses": processes.addresses}
     try:
         flow, recovery = _kafka_job(settings, metrics, from_beginning, exit_at_end)
-        stop.running = True
+        stop.running = metrics.health.connected = metrics.health.running = True
         cli_main(flow, epoch_interval=timedelta(seconds=settings.snapshot_interval_seconds),
                  recovery_config=recovery, **topology)
     except BaseException:  # the runtime reports a forced stop as one of several types
         if not stop.requested:
             raise
+    finally:
+        metrics.health.running = False
     if stop.requested:
         log.info("stopped on %s", stop.requested)
     return stop.requested

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -237,3 +238,36 @@ def test_an_unreachable_broker_is_a_clear_error_not_a_hang():
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[0]] and "no Kafka broker answered at" in lines[0]
     assert nobody in lines[0]
+
+
+def test_readiness_turns_200_once_every_input_has_reported(broker, tmp_path):
+    env_settings, topics = prepare(broker, "ready", partitions=1)
+    config = client_config(broker.bootstrap)
+    port = free_port()
+    env = cli_env(**env_settings, recovery="false")
+    env["PARCELWATCH_METRICS__PORT"] = str(port)
+
+    def answer(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as page:
+                return page.status, page.read().decode().strip()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode().strip()
+        except (urllib.error.URLError, ConnectionError):
+            return 0, "not listening"
+
+    job = subprocess.Popen([CLI, "run", "--brokers", broker.bootstrap, "--from-beginning"],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: answer("/healthz")[0] == 200, 60, "the dataflow to run")
+        assert answer("/readyz") == (503, "waiting for every input partition to report")
+        pickup = json.dumps({"event_id": "r1", "waybill": "R1", "carrier": "SF",
+                             "scan_type": "PICKUP", "ts": 1_793_462_400_000}).encode()
+        produce_records(config, topics["inputs"], [("scans", b"R1", pickup)])
+        wait_for(lambda: answer("/readyz")[0] == 200, 60, "readiness")
+        assert answer("/readyz") == (200, "ready")
+        assert "parcelwatch_events_total" in answer("/metrics")[1]
+    finally:
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 0, stderr

@@ -92,3 +92,16 @@ def test_a_silent_carrier_feed_reads_1_until_it_is_back():
     assert registry.get_sample_value("parcelwatch_carrier_feed_silent", {"carrier": "ZTO"}) == 0
     metrics.report_alert("NO_MOVEMENT", "FIRING", "WARNING", "ZTO")
     assert registry.get_sample_value("parcelwatch_carrier_feed_silent", {"carrier": "ZTO"}) == 0
+
+
+def test_readiness_says_what_it_waits_for():
+    metrics = Metrics(CollectorRegistry())
+    health = metrics.health
+    assert health.live() == (False, "the dataflow is not running")
+    health.running = True
+    assert health.live() == (True, "running")
+    assert health.ready() == (False, "not connected to the brokers yet")
+    health.connected = True
+    assert health.ready() == (False, "waiting for every input partition to report")
+    metrics.report_shard("0", 0, 0, T0)
+    assert health.ready() == (True, "ready")
