@@ -33,11 +33,37 @@ def _metrics(settings: Settings):
     return registry
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging(log_format: str = "text", log_level: str = "info") -> None:
+    """Lines on stderr: `parcelwatch: message`, or one JSON object a line (`ts`, `level`,
+    `event`, `logger` and any fields) for a log pipeline."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(
+            "%(levelname)s %(name)s %(message)s", timestamp="ts",
+            rename_fields={"levelname": "level", "message": "event", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter("parcelwatch: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)  # libraries: warnings and worse
+    logging.getLogger("parcelwatch").setLevel(log_level.upper())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="parcelwatch", prog_name="parcelwatch",
                       message="%(prog)s %(version)s")
-def cli() -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines as text, or as one JSON object each.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
+              help="The least severe log lines shown.")
+def cli(log_format: str, log_level: str) -> None:
     """Watch courier scans; alert when a parcel is in trouble."""
+    configure_logging(log_format, log_level)
 
 
 @cli.command()
@@ -215,8 +241,7 @@ def push(brokers, endpoints, group, exit_at_end, config) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="parcelwatch: %(message)s")
-    logging.getLogger("parcelwatch").setLevel(logging.INFO)
+    configure_logging()
     try:
         code = cli.main(args=argv, prog_name="parcelwatch", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:

@@ -271,3 +271,18 @@ def test_readiness_turns_200_once_every_input_has_reported(broker, tmp_path):
         job.send_signal(signal.SIGTERM)
         _, stderr = job.communicate(timeout=60)
     assert job.returncode == 0, stderr
+
+
+def test_json_logs_are_one_object_a_line_and_a_stop_adds_no_trace(broker, tmp_path):
+    env_settings, _topics = prepare(broker, "jsonlog", partitions=1)
+    job = subprocess.Popen([CLI, "--log-format", "json", "run", "--brokers", broker.bootstrap,
+                            "--state-dir", str(tmp_path / "state")], env=cli_env(**env_settings),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(job.stderr.readline())  # blocks until the dataflow starts
+    assert first["level"] == "INFO" and first["event"].startswith("running against")
+    assert first["logger"].startswith("parcelwatch") and "T" in first["ts"]
+    job.send_signal(signal.SIGTERM)
+    _, rest = job.communicate(timeout=60)
+    assert job.returncode == 0, rest
+    lines = [json.loads(line) for line in rest.splitlines()]
+    assert lines and lines[-1]["event"] == "stopped on SIGTERM"
