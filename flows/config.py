@@ -73,6 +73,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5
     topic_partitions: Annotated[int, msgspec.Meta(ge=1)] = 4
     create_topics: bool = True
+    group_id: str = "parcelwatch"  # the consumer group `run` commits its read offsets to
     topics: Topics = msgspec.field(default_factory=Topics)
     thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)

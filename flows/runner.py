@@ -112,7 +112,8 @@ def _kafka_job(settings: Settings, metrics: Metrics, from_beginning: bool,
     partitions = kafka_partitions(settings)
     config = client_config(settings.brokers, settings.kafka)
     source = KafkaInputs(config, settings.topics.inputs(), partitions, from_beginning,
-                         exit_at_end, settings.batch_size, metrics.report_lag)
+                         exit_at_end, settings.batch_size, metrics.report_lag,
+                         settings.group_id)
     sink = KafkaOutputs(config, settings.topics.outputs())
     clock = [partition_id(role, p) for role in CLOCK_TOPICS
              for p in range(partitions.get(role, 0))]

@@ -286,3 +286,28 @@ def test_json_logs_are_one_object_a_line_and_a_stop_adds_no_trace(broker, tmp_pa
     assert job.returncode == 0, rest
     lines = [json.loads(line) for line in rest.splitlines()]
     assert lines and lines[-1]["event"] == "stopped on SIGTERM"
+
+
+@pytest.mark.parametrize("recovery", ["true", "false"])
+def test_processed_offsets_are_committed_for_lag_tools(broker, tmp_path, recovery):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    env_settings, topics = prepare(broker, f"offsets-{recovery}", partitions=2)
+    config = client_config(broker.bootstrap)
+    records = [("scans", f"O{i}".encode(), json.dumps({
+        "event_id": f"o{i}", "waybill": f"O{i}", "carrier": "SF", "scan_type": "PICKUP",
+        "ts": 1_793_462_400_000 + i * 60_000}).encode()) for i in range(40)]
+    produce_records(config, topics["inputs"], records)
+    group = f"lag-{recovery}"
+    result = cli("run", "--brokers", broker.bootstrap, "--from-beginning", "--exit-at-end",
+                 "--state-dir", tmp_path / "state",
+                 env=cli_env(**env_settings, recovery=recovery, group_id=group), timeout=120)
+    assert result.returncode == 0, result.stderr
+    admin = AdminClient(config)
+    (future,) = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)]).values()
+    committed = {(tp.topic, tp.partition): tp.offset
+                 for tp in future.result(timeout=30).topic_partitions}
+    scans = topics["inputs"]["scans"]
+    assert sum(committed.get((scans, p), 0) for p in (0, 1)) == 40
