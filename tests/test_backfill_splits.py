@@ -12,7 +12,8 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
-from test_outage import MIN_EXPECTED, OUTAGE_SCENARIO
+from test_outage import OUTAGE_SCENARIO
+from test_outage import THRESHOLDS as OUTAGE_THRESHOLDS
 
 from benchmarks.scenario import Scenario
 from connectors.decode import BatchRouter, ShardDecoder
@@ -25,7 +26,7 @@ from models.settings import Thresholds
 from models.shard import Shard, ShardInput
 
 SCENARIO = OUTAGE_SCENARIO
-THRESHOLDS = Thresholds(feed_min_expected_scans=MIN_EXPECTED)
+THRESHOLDS = Thresholds(**OUTAGE_THRESHOLDS)
 TOPICS = {"scans": "scans", "disputes": "disputes", "weather": "weather"}
 CLOCK = ("scans", "disputes")
 ONE_EACH = {"scans": 1, "disputes": 1, "weather": 1}
