@@ -119,6 +119,13 @@ def test_a_real_prometheus_scrapes_a_running_job(broker, tmp_path):
         assert accepted > 0
         up = _query_until(web_port, 'up{job="parcelwatch"}', lambda v: v == 1, job, server)
         assert up == 1
+        # Series a rule reads exist from the first scrape, at 0 until their first event:
+        # every CRITICAL alert type in both statuses, and the notifications.
+        critical = _query_until(web_port, 'count(parcelwatch_alerts_total{severity="CRITICAL"})',
+                                lambda v: v > 0, job, server)
+        assert critical == 8
+        assert _query_until(web_port, 'count(parcelwatch_notifications_total)',
+                            lambda v: v > 0, job, server) >= 1
     finally:
         for process in (job, server):
             process.send_signal(signal.SIGTERM)
