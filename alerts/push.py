@@ -31,6 +31,7 @@ from tenacity.wait import wait_random_exponential
 
 from alerts.endpoints import Endpoint
 from alerts.webhooks import headers
+from connectors.cloudevents import Headers
 from models.events import undecodable_reason
 from models.ids import digest_id
 
@@ -145,8 +146,9 @@ def retry_after_seconds(value: str | None) -> float | None:
 class Pusher:
     def __init__(self, consumer: Consumer, producer: Producer, topic: str,
                  dead_letter_topic: str, endpoints: dict[str, Endpoint], metrics,
-                 exit_at_end: bool = False):
+                 exit_at_end: bool = False, source: str = "parcelwatch"):
         self.consumer, self.producer = consumer, producer
+        self.headers = Headers(source)  # CloudEvents headers of its dead letters
         self.topic, self.dead_letter_topic = topic, dead_letter_topic
         self.endpoints = endpoints
         self.metrics = metrics
@@ -394,9 +396,11 @@ class Pusher:
             if error is not None:
                 failures.append(error.str())
 
+        event_id = f"{record.notification_id}:{attempts}"
         self.producer.produce(self.dead_letter_topic, msgspec.json.encode(letter),
                               record.merchant_id.encode() if record.merchant_id else None,
-                              on_delivery=delivered)
+                              on_delivery=delivered, headers=self.headers.of(
+                                  "notifications-dead-letter", event_id, letter.ts))
         if self.producer.flush(10) or failures:
             raise RuntimeError(f"the notifications dead-letter topic did not take a record: "
                                f"{failures or 'timed out'}")

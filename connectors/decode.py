@@ -226,4 +226,5 @@ class DeadLetters:
             error=mask_personal_data(reason),
             ts=int(time.time() * 1000),
         )
-        return OutputRecord("dead-letter", letter.key, msgspec.json.encode(letter))
+        return OutputRecord("dead-letter", letter.key, msgspec.json.encode(letter),
+                            f"{letter.source_topic}/{partition}/{offset}", letter.ts)

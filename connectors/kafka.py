@@ -27,6 +27,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connectors.cloudevents import Headers
 from connectors.records import OutputBatch, OutputRecord, RawBatch, output_records
 
 log = logging.getLogger("parcelwatch.kafka")
@@ -179,8 +180,9 @@ class KafkaInputs(FixedPartitionedSource):
 
 
 class _ProducerPartition(StatelessSinkPartition):
-    def __init__(self, config: dict, topics: dict[str, str]):
+    def __init__(self, config: dict, topics: dict[str, str], source: str):
         self.topics = topics
+        self.headers = Headers(source)
         # Defaults first, so the [kafka] config can turn idempotence on (ordered retries).
         self.producer = Producer({"linger.ms": 5, "enable.idempotence": False,
                                   "max.in.flight.requests.per.connection": 1, **config})
@@ -191,11 +193,12 @@ class _ProducerPartition(StatelessSinkPartition):
             self.failures.append(f"{message.topic()}: {error.str()}")
 
     def write_batch(self, items: list[OutputRecord | OutputBatch]) -> None:
-        produce = self.producer.produce
-        for topic, key, value in output_records(items):
+        produce, headers = self.producer.produce, self.headers.of
+        for topic, key, value, event_id, emitted_at in output_records(items):
             while True:
                 try:
-                    produce(self.topics[topic], value, key, on_delivery=self._delivered)
+                    produce(self.topics[topic], value, key, on_delivery=self._delivered,
+                            headers=headers(topic, event_id, emitted_at))
                     break
                 except BufferError:  # local queue full: serve deliveries, then retry
                     self.producer.poll(0.1)
@@ -210,15 +213,19 @@ class _ProducerPartition(StatelessSinkPartition):
 
 
 class KafkaOutputs(DynamicSink):
-    def __init__(self, config: dict, topics: dict[str, str]):
-        self.config, self.topics = config, topics
+    """Every output record, with its CloudEvents headers (`source`: their `ce_source`)."""
+
+    def __init__(self, config: dict, topics: dict[str, str], source: str = "parcelwatch"):
+        self.config, self.topics, self.source = config, topics, source
 
     def build(self, step_id: str, worker_index: int, worker_count: int):
-        return _ProducerPartition(self.config, self.topics)
+        return _ProducerPartition(self.config, self.topics, self.source)
 
 
-def read_topic(config: dict, topic: str, timeout_s: float = 30.0) -> list[tuple]:
-    """Every record of a topic, from the beginning to partition EOF: (key, value, partition)."""
+def read_topic(config: dict, topic: str, timeout_s: float = 30.0,
+               headers: bool = False) -> list[tuple]:
+    """Every record of a topic, from the beginning to partition EOF: (key, value, partition),
+    and with `headers` its headers as a dict last."""
     partitions = check_connection(config, timeout_s).get(topic, 0)
     consumer = Consumer({**config, "group.id": "parcelwatch-read", "enable.auto.commit": False,
                          "enable.partition.eof": True, "log_level": 0})
@@ -229,7 +236,10 @@ def read_topic(config: dict, topic: str, timeout_s: float = 30.0) -> list[tuple]
         while open_parts and time.monotonic() < deadline:
             for message in consumer.consume(10_000, timeout=0.2):
                 if message.error() is None:
-                    records.append((message.key(), message.value(), message.partition()))
+                    record = (message.key(), message.value(), message.partition())
+                    if headers:
+                        record += (dict(message.headers() or []),)
+                    records.append(record)
                 elif message.error().code() == KafkaError._PARTITION_EOF:
                     open_parts.discard(message.partition())
     finally:

@@ -22,6 +22,8 @@ class OutputRecord(NamedTuple):
     topic: str                  # contract name of the output: alerts, dead-letter, ...
     key: str | None
     value: bytes
+    event_id: str = ""          # its own id, for its CloudEvents `ce_id`
+    emitted_at: int = 0         # wall-clock ms it was made, for `ce_time`
 
 
 class OutputBatch(NamedTuple):
@@ -30,15 +32,17 @@ class OutputBatch(NamedTuple):
 
     topic: str
     records: list[tuple[str | None, bytes]]   # (key, value)
+    window_end_ts: int = 0      # with each key, their ids
+    emitted_at: int = 0
 
 
 def output_records(items: list[OutputRecord | OutputBatch]):
-    """(topic, key, value) of every record in a sink's batch, in order."""
+    """(topic, key, value, id, emitted_at) of every record in a sink's batch, in order."""
     for item in items:
         if type(item) is OutputBatch:
-            topic = item.topic
+            topic, suffix, emitted_at = item.topic, f"@{item.window_end_ts}", item.emitted_at
             for key, value in item.records:
-                yield topic, key, value
+                yield topic, key, value, f"{key}{suffix}", emitted_at
         else:
             yield item
 

@@ -74,6 +74,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     topic_partitions: Annotated[int, msgspec.Meta(ge=1)] = 4
     create_topics: bool = True
     group_id: str = "parcelwatch"  # the consumer group `run` commits its read offsets to
+    cloudevents_source: str = "parcelwatch"  # `ce_source` of every output record
     topics: Topics = msgspec.field(default_factory=Topics)
     thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)

@@ -34,7 +34,7 @@ from flows.config import Settings
 from models.aggregate import Aggregate
 from models.detection import Detection
 from models.events import WeatherWarning
-from models.messages import RouteBatch
+from models.messages import RouteBatch, RouteScores
 from models.route_shards import RouteShard
 from models.shard import Shard, ShardInput
 
@@ -153,16 +153,18 @@ class RecordMaker:
         self.notifier = notifier
         self.metrics = metrics
 
-    def __call__(self, keyed: tuple[str, Detection | list[tuple[str, bytes]]],
+    def __call__(self, keyed: tuple[str, Detection | RouteScores],
                  ) -> list[OutputRecord | OutputBatch]:
         found = keyed[1]
-        if type(found) is list:  # the route scores of one interval, encoded
-            return [OutputBatch("route-scores", found)]
+        if type(found) is RouteScores:  # the route scores of one interval, encoded
+            return [OutputBatch("route-scores", found.records, found.window_end_ts, now_ms())]
         alert = to_alert(found, now_ms())
         self.metrics.report_alert(alert.type, alert.status, alert.severity, alert.carrier)
-        records = [OutputRecord("alerts", found.subject, encode(alert))]
+        records = [OutputRecord("alerts", found.subject, encode(alert),
+                                f"{alert.alert_id}:{alert.status}", alert.emitted_at)]
         for note in self.notifier.for_alert(alert, found.notify, found.parcels):
-            records.append(OutputRecord("merchant-notifications", note.merchant_id, encode(note)))
+            records.append(OutputRecord("merchant-notifications", note.merchant_id, encode(note),
+                                        note.notification_id, alert.emitted_at))
             self.metrics.notifications.labels("emitted").inc()
         return records
 

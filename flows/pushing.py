@@ -34,7 +34,8 @@ def push(settings: Settings, endpoints: dict[str, Endpoint], group: str, metrics
     })
     producer = Producer({"enable.idempotence": True, "linger.ms": 5, **config})
     pusher = Pusher(consumer, producer, topics.merchant_notifications,
-                    topics.notifications_dead_letter, endpoints, metrics, exit_at_end)
+                    topics.notifications_dead_letter, endpoints, metrics, exit_at_end,
+                    settings.cloudevents_source)
     consumer.subscribe([topics.merchant_notifications], on_assign=pusher.assigned,
                        on_revoke=pusher.revoked, on_lost=pusher.revoked)
     log.info("pushing %s to %d merchant endpoints", topics.merchant_notifications,

@@ -114,7 +114,7 @@ def _kafka_job(settings: Settings, metrics: Metrics, from_beginning: bool,
     source = KafkaInputs(config, settings.topics.inputs(), partitions, from_beginning,
                          exit_at_end, settings.batch_size, metrics.report_lag,
                          settings.group_id)
-    sink = KafkaOutputs(config, settings.topics.outputs())
+    sink = KafkaOutputs(config, settings.topics.outputs(), settings.cloudevents_source)
     clock = [partition_id(role, p) for role in CLOCK_TOPICS
              for p in range(partitions.get(role, 0))]
     flow = build_flow(source, sink, settings, clock, metrics,

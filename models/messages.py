@@ -127,3 +127,10 @@ class FeedBack(NamedTuple):
     """A silent carrier's feed was read again: what it held is judged at `release_at`."""
 
     release_at: int
+
+
+class RouteScores(NamedTuple):
+    """One scoring's `route-scores` records, encoded, and the window they end."""
+
+    window_end_ts: int
+    records: list[tuple[str, bytes]]   # (key, value)

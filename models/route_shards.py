@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 
 from models.detection import Detection
-from models.messages import RouteBatch, RouteEvent, ScoreAt
+from models.messages import RouteBatch, RouteEvent, RouteScores, ScoreAt
 from models.routes import RouteBoard
 from models.settings import Thresholds
 
@@ -28,8 +28,8 @@ class RouteShard:
         self.next_seq = 0
         self.waiting: dict[int, list] = {}   # batches that came before an earlier one
 
-    def apply(self, batches: list[RouteBatch]) -> list[Detection | list[tuple[str, bytes]]]:
-        """Returns alerts and, per scoring, one list of encoded `route-scores` records."""
+    def apply(self, batches: list[RouteBatch]) -> list[Detection | RouteScores]:
+        """Returns alerts and, per scoring, its encoded `route-scores` records."""
         out: list = []
         for batch in batches:
             self.waiting[batch.seq] = batch.items
@@ -39,7 +39,7 @@ class RouteShard:
                 if type(item) is ScoreAt:
                     scores, alerts = board.score(item.window_end_ts, (item.alpha, item.beta))
                     if scores:
-                        out.append(scores)
+                        out.append(RouteScores(item.window_end_ts, scores))
                     out.extend(alerts)
                 elif type(item) is RouteEvent:
                     board.apply(item)
@@ -56,7 +56,7 @@ class RouteShards:
     def __init__(self, thresholds: Thresholds, shards: int):
         self.shards = [RouteShard(thresholds) for _ in range(shards)]
 
-    def apply(self, batches: list[RouteBatch]) -> list[Detection | list[tuple[str, bytes]]]:
+    def apply(self, batches: list[RouteBatch]) -> list[Detection | RouteScores]:
         out: list = []
         for batch in batches:
             out += self.shards[batch.shard].apply([batch])

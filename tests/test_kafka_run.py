@@ -78,6 +78,37 @@ def test_run_exit_at_end_gives_the_same_alerts_as_replay(broker, scenario, repla
 
     scores = canonical(json.loads(v) for _, v, _ in read_topic(config, topics["route-scores"]))
     assert scores and scores == canonical(replayed["route-scores"])
+    check_cloudevents(config, topics)
+
+
+# Each output's CloudEvents type, and the record's own id as the contract forms it.
+CLOUDEVENTS = {
+    "alerts": ("parcelwatch.alert.v1", lambda r: f"{r['alert_id']}:{r['status']}"),
+    "merchant-notifications": ("parcelwatch.notification.v1", lambda r: r["notification_id"]),
+    "route-scores": ("parcelwatch.route_score.v1",
+                     lambda r: f"{r['route_id']}@{r['window_end_ts']}"),
+    "dead-letter": ("parcelwatch.dead_letter.v1",
+                    lambda r: f"{r['source_topic']}/{r['partition']}/{r['offset']}"),
+}
+
+
+def check_cloudevents(config: dict, topics: dict) -> None:
+    """Every output record carries the CloudEvents 1.0 binary-mode headers, its value the
+    event's data."""
+    from datetime import datetime
+
+    for output, (event_type, own_id) in CLOUDEVENTS.items():
+        records = read_topic(config, topics[output], headers=True)
+        assert records, output
+        for _key, value, _partition, headers in records:
+            record = json.loads(value)
+            assert headers["ce_specversion"] == b"1.0" and headers["ce_source"] == b"parcelwatch"
+            assert headers["ce_type"] == event_type.encode(), output
+            assert headers["ce_id"] == own_id(record).encode(), output
+            assert headers["content-type"] == b"application/json"
+            when = datetime.fromisoformat(headers["ce_time"].decode())
+            if "emitted_at" in record:
+                assert round(when.timestamp() * 1000) == record["emitted_at"]
 
 
 def score_records(scores) -> list[str]:

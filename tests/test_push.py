@@ -248,6 +248,10 @@ def test_failures_end_in_the_dead_letter_topic_with_the_reason(broker, tmp_path,
     assert len(receiver.requests) == attempts
     [dead] = setup.dead_letters()
     assert dead["reason"] == reason and dead["attempts"] == attempts
+    [(_, _, _, headers)] = read_topic(setup.config, setup.dead_topic, headers=True)
+    assert headers["ce_type"] == b"parcelwatch.dead_letter.v1"
+    assert headers["ce_id"] == f"{dead['notification_id']}:{attempts}".encode()
+    assert headers["ce_specversion"] == b"1.0" and headers["ce_source"] == b"parcelwatch"
 
 
 def test_a_response_slower_than_the_timeout_is_retried(broker, tmp_path):

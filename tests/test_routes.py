@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from models.detection import Detection
+from models.messages import RouteScores
 from models.routes import (
     ROUTE_DAMAGE_RATE,
     RouteBoard,
@@ -386,7 +387,8 @@ def scored_by(route_shards: int, signed: list, reverse_batches: bool = False,
             found += [item for batch in batches for item in shards.apply([batch])]
         else:
             found += shards.apply(batches)
-    scores = sorted(value.decode() for item in found if type(item) is list for _, value in item)
+    scores = sorted(value.decode() for item in found if type(item) is RouteScores
+                    for _, value in item.records)
     alerts = sorted((d.alert_id, d.status, d.event_ts, repr(sorted(d.details.items())))
                     for d in found if type(d) is Detection)
     return scores, alerts

@@ -22,7 +22,14 @@ from models.aggregate import Aggregate
 from models.detection import Detection
 from models.detectors.signing import DisputeMatcher
 from models.events import Dispute, Scan
-from models.messages import DisputeCandidate, RouteBatch, RouteEvent, ShardTick, Signed
+from models.messages import (
+    DisputeCandidate,
+    RouteBatch,
+    RouteEvent,
+    RouteScores,
+    ShardTick,
+    Signed,
+)
 from models.risk import WEIGHTS
 from models.route_shards import RouteShards
 from models.routes import decode_scores
@@ -128,8 +135,8 @@ class Pipeline:
         aggregated = self.aggregate.apply(items)
         batches = [item for item in aggregated if type(item) is RouteBatch]
         for item in [*aggregated, *self.route_shards.apply(batches)]:
-            if type(item) is list:  # the route scores of one scoring
-                found.extend(decode_scores(item))
+            if type(item) is RouteScores:  # the route scores of one scoring
+                found.extend(decode_scores(item.records))
             elif type(item) is not RouteBatch:
                 found.append(item)
         self.aggregate_out.extend(found)
