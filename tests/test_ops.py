@@ -126,6 +126,16 @@ def test_a_real_prometheus_scrapes_a_running_job(broker, tmp_path):
         assert critical == 8
         assert _query_until(web_port, 'count(parcelwatch_notifications_total)',
                             lambda v: v > 0, job, server) >= 1
+        # Every panel's query, its job and instance variables at "All", is valid PromQL.
+        dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "parcelwatch.json"
+                                ).read_text(encoding="utf-8"))
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$job", ".*").replace("$instance", ".*")
+                url = f"http://127.0.0.1:{web_port}/api/v1/query?" + urllib.parse.urlencode(
+                    {"query": expr})
+                with urllib.request.urlopen(url, timeout=5) as page:
+                    assert json.loads(page.read())["status"] == "success", expr
     finally:
         for process in (job, server):
             process.send_signal(signal.SIGTERM)
