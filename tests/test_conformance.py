@@ -30,7 +30,7 @@ MOVES = ("DEPART", "ARRIVE", "OUT_FOR_DELIVERY", "DELIVERY_FAILED", "EXCEPTION")
 # Short gaps, dwells under and over 24 h, silences over 72 h; never within a minute of either
 # threshold. A parcel's own scans are never read out of order here: NO_MOVEMENT's property
 # tests cover that; delay onsets are taken from the place a parcel is at, and a late scan
-# that would have moved it earlier is not replayed (no history is kept; see the README).
+# that would have moved it earlier is not replayed (no history is kept; see docs/detectors.md).
 MESSAGE_NAMES = {name for name in dir(messages) if name[0].isupper()}
 GAPS = st.one_of(st.integers(6 * M, 23 * H), st.integers(25 * H, 71 * H),
                  st.integers(73 * H, 120 * H))

@@ -1,4 +1,5 @@
-"""The README's Quickstart is what CI runs, so a green CI proves it works."""
+"""The README's Quickstart is what CI runs, so a green CI proves it works; the documented
+configuration is the real one; every link between the documents leads somewhere."""
 
 from __future__ import annotations
 
@@ -33,8 +34,18 @@ def test_the_configuration_block_lists_every_key_with_its_default():
 
     from flows.config import Settings
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
     section = text.split("## Configuration", 1)[1]
     block = re.search(r"```toml\n(.+?)\n```", section, re.S).group(1)
     documented = tomllib.loads(block)
     assert documented == msgspec.to_builtins(Settings())
+
+
+def test_every_relative_link_in_the_documents_leads_to_a_file():
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+                 ROOT / "benchmarks" / "RESULTS.md"]
+    for document in documents:
+        text = document.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (document.parent / target).exists(), (document.name, target)
