@@ -159,7 +159,7 @@ def test_a_misspelt_variable_is_named_with_the_one_meant(name, meant):
 
 
 def test_other_variables_of_the_prefix_are_not_settings():
-    # The README's own name for a merchant's webhook secret, next to real settings.
+    # The documented name for a merchant's webhook secret (docs/push.md), next to real settings.
     env = {"PARCELWATCH_WEBHOOK_SECRET_M00001": "whsec_c2VjcmV0",
            "PARCELWATCH_METRICS_TOKEN": "t", "PARCELWATCH_THRESHOLDS__NO_MOVEMENT_HOURS": "48"}
     assert load_settings(environ=env).thresholds.no_movement_hours == 48
