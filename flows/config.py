@@ -111,8 +111,7 @@ def _env_overrides(environ: dict[str, str]) -> dict:
             continue
         if path[0] == "kafka" and len(path) == 2:
             path = ["kafka", path[1].replace("_", ".")]
-        elif (keys is None) != (len(path) == 1) or (keys and path[1] not in keys) \
-                or len(path) > 2:
+        elif not (len(path) == 1 if keys is None else len(path) == 2 and path[1] in keys):
             wanted = (f"{ENV_PREFIX}{path[0].upper()}" if keys is None else
                       f"{ENV_PREFIX}{path[0].upper()}__<KEY>")
             hint = _close(path[-1], keys or ()) if len(path) == 2 else None
@@ -180,6 +179,12 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     return settings
 
 
+# The clients made only to judge the properties say nothing.
+_QUIET = logging.getLogger("parcelwatch.kafka.check")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
 def check_kafka_properties(properties: dict) -> None:
     """librdkafka judges the `[kafka]` table of a job about to start, before any topic is
     touched: an unknown property or a bad value stops the start with its one-line reason."""
@@ -187,11 +192,7 @@ def check_kafka_properties(properties: dict) -> None:
         return
     from confluent_kafka import Consumer, KafkaException, Producer
 
-    quiet = logging.getLogger("parcelwatch.kafka.check")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    base = {"bootstrap.servers": "127.0.0.1:9", "logger": quiet, "log_level": 0,
-            **{key: value for key, value in properties.items()}}
+    base = {"bootstrap.servers": "127.0.0.1:9", "logger": _QUIET, "log_level": 0, **properties}
     for make, extra in ((Producer, {}), (Consumer, {"group.id": "parcelwatch-check"})):
         try:
             client = make({**base, **extra})

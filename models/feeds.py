@@ -168,14 +168,14 @@ class CarrierFeeds:
             # A batch is read as one: the grace runs from where it left the watermark, and
             # each batch more of this outage's backfill (another partition's, a coarser
             # one) extends it; late scans from before the outage (another backfill) do not.
-            settled = max(item.settled_at or item.read_at, item.read_at) + self.grace
+            release_at = max(item.settled_at or item.read_at, item.read_at) + self.grace
             if feed.resumed_at is None:
                 feed.resumed_at = item.read_at
-            elif not late or (feed.release_at is not None and settled <= feed.release_at) \
-                    or not self._fills(item, carrier, feed):
+            elif not (late and (feed.release_at is None or release_at > feed.release_at)
+                      and self._fills(item, carrier, feed)):
                 continue
-            feed.release_at = settled
-            self.releases.append(settled)
+            feed.release_at = release_at
+            self.releases.append(release_at)
 
     @staticmethod
     def _fills(item: CarrierScans, carrier: str, feed: Feed) -> bool:

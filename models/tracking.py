@@ -13,9 +13,9 @@ Late scans (older than the watermark when read: a carrier's backfill) are applie
 other, but a deadline one of them leaves behind the watermark is not judged at once: the row
 is held until the watermark has moved `allowed_lateness` past where it stood when the scan
 was read, so the rest of the backfill can land first (contract section 2). A batch is read as
-one: where the watermark stood is where the batch's own progress took it, so how a backfill
-is split into batches does not change what is judged. Once every input
-is caught up nothing more can come, and held rows are judged.
+one, and where the reading stood is its most advanced partition (the shard says where), so
+how a backfill is split into batches and partitions does not change what is judged. Once
+every input is caught up nothing more can come, and held rows are judged.
 """
 
 from __future__ import annotations

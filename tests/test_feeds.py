@@ -179,17 +179,25 @@ def test_one_feed_coming_back_does_not_let_out_what_another_silent_feed_holds():
     assert [d.subject for d in step.of("NO_MOVEMENT")] == ["YTO-1"]  # SF is still silent
 
 
-def test_each_batch_more_of_the_backfill_moves_the_grace_on():
-    # Another partition's part of the backfill is read 50 minutes later, in a coarse batch:
-    # what it settles must land before anything held goes out.
+def back_with_the_first_of_its_backfill(waybill: str) -> tuple[Step, int, int, int]:
+    """SF silent from the history's end, holding `waybill`'s stall; read again a day later,
+    the first batch of its backfill settling where it was read. Returns the step, the
+    history's end, when the stall fired, and when SF came back."""
     step = Step()
     end = history(step)
     silent = end + 3 * H
-    step.feed([scans("YTO", end, silent), ParcelVerdict(silent, stall("SF-moved", "FIRING",
-                                                                    silent - H))], silent)
+    step.feed([scans("YTO", end, silent),
+               ParcelVerdict(silent, stall(waybill, "FIRING", silent - H))], silent)
     back = end + DAY_MS
     first = scans("SF", end, end + H, read_at=back, late=True)._replace(settled_at=back)
     step.feed([scans("YTO", silent, back), first], back)
+    return step, end, silent, back
+
+
+def test_each_batch_more_of_the_backfill_moves_the_grace_on():
+    # Another partition's part of the backfill is read 50 minutes later, in a coarse batch:
+    # what it settles must land before anything held goes out.
+    step, end, silent, back = back_with_the_first_of_its_backfill("SF-moved")
     later = back + 50 * M
     rest = scans("SF", end + H, end + 2 * H, read_at=later, late=True)._replace(
         settled_at=later + 30 * M)
@@ -206,15 +214,7 @@ def test_each_batch_more_of_the_backfill_moves_the_grace_on():
 def test_late_scans_from_before_an_outage_do_not_hold_what_it_holds_longer():
     # Another backfill (a day loaded again) arrives while the carrier's own is landing:
     # its scans are from before the outage, so the grace is not moved on for them.
-    step = Step()
-    end = history(step)
-    silent = end + 3 * H
-    step.feed([scans("YTO", end, silent), ParcelVerdict(silent, stall("SF-stuck", "FIRING",
-                                                                    silent - H))], silent)
-    back = end + DAY_MS
-    step.feed([scans("YTO", silent, back),
-               scans("SF", end, end + H, read_at=back, late=True)._replace(settled_at=back)],
-              back)
+    step, end, _, back = back_with_the_first_of_its_backfill("SF-stuck")
     later = back + 50 * M
     other = scans("SF", end - 5 * DAY_MS, end - 5 * DAY_MS + H, read_at=later, late=True)
     step.feed([scans("YTO", back, later), other._replace(settled_at=later + 30 * M)], later)
