@@ -4,13 +4,16 @@
            -> parcel_shards (decode in full, dead letters; per-parcel detectors; state keyed
               by shard, recovered)
            -> aggregate (carriers' feeds, which may hold per-parcel alerts; the routes' prior,
-              hubs, delay clusters; weather warnings join here: one global key, recovered)
+              hubs; what the delay clusters hear and when; weather warnings join here: one
+              global key, recovered)
            -> route_shards (each lane's route scores and damage alerts; keyed by lane,
+              recovered)
+           -> clusters (delay clusters, from the global step's calls in its order; one key,
               recovered)
            -> records (alerts, merchant notifications, route scores) -> outputs
 
-Step ids are part of the recovery state: renaming `inputs`, `parcel_shards`, `aggregate` or
-`route_shards` drops it.
+Step ids are part of the recovery state: renaming `inputs`, `parcel_shards`, `aggregate`,
+`route_shards` or `clusters` drops it.
 """
 
 from __future__ import annotations
@@ -32,17 +35,19 @@ from connectors.decode import BatchRouter, ShardDecoder
 from connectors.records import OutputBatch, OutputRecord
 from flows.config import Settings
 from models.aggregate import Aggregate
+from models.cluster_step import ClusterOutbox, ClusterStep
 from models.detection import Detection
 from models.events import WeatherWarning
-from models.messages import RouteBatch, RouteScores
+from models.messages import ClusterBatch, RouteBatch, RouteScores
 from models.route_shards import RouteShard
 from models.shard import Shard, ShardInput
 
 encode = msgspec.json.encode
 AGGREGATE_KEY = "aggregate"  # the one key of the global step
+CLUSTERS_KEY = "clusters"    # the one key of the delay clusters' step
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
-STATE_FORMAT = 9
+STATE_FORMAT = 10
 
 
 def snapshot_of(state) -> bytes:
@@ -212,7 +217,8 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
     def build_aggregate(resume: bytes | None) -> StepLogic:
         if resume is None:
             return StepLogic(Aggregate(thresholds, settings.shards, settings.route_shards,
-                                       caught_up_is_the_end=not idle_advance), recovery)
+                                       caught_up_is_the_end=not idle_advance,
+                                       clusters=ClusterOutbox()), recovery)
         aggregate = restored(resume)
         aggregate.resume()
         return StepLogic(aggregate, recovery)
@@ -221,14 +227,23 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
         return StepLogic(RouteShard(thresholds) if resume is None else restored(resume),
                          recovery)
 
+    def build_cluster_step(resume: bytes | None) -> StepLogic:
+        return StepLogic(ClusterStep(thresholds) if resume is None else restored(resume),
+                         recovery)
+
     aggregated = op.stateful_batch("aggregate", to_aggregate, build_aggregate)
     to_routes = op.branch("to_routes", aggregated, lambda kv: type(kv[1]) is RouteBatch)
     by_lane = op.map("by_lane", to_routes.trues, lambda kv: (route_key(kv[1].shard), kv[1]))
     scored = op.stateful_batch("route_shards", by_lane, build_route_shard)
+    to_clusters = op.branch("to_clusters", to_routes.falses,
+                            lambda kv: type(kv[1]) is ClusterBatch)
+    clustered = op.stateful_batch(
+        "clusters", op.map("by_clusters", to_clusters.trues, lambda kv: (CLUSTERS_KEY, kv[1])),
+        build_cluster_step)
     maker = RecordMaker(Notifier(settings.locale, settings.zone, settings.coupon_amount_yuan,
                                  thresholds.reship_risk, thresholds.damage_window_days),
                         metrics)
-    detections = op.merge("found", to_routes.falses, scored)
+    detections = op.merge("found", to_clusters.falses, scored, clustered)
     records = op.flat_map("records", detections, maker)
     op.output("outputs", op.merge("all_outputs", records, dead_letters), sink)
     return flow

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 from itertools import chain
 
+from models.cluster_step import ClusterOutbox
 from models.clusters import ClusterBoard
 from models.detection import Detection
 from models.dispute_rates import DisputeRates
@@ -45,9 +46,11 @@ SIGNED_DISPUTED = "SIGNED_DISPUTED"
 
 class Aggregate:
     def __init__(self, thresholds: Thresholds, shards: int, route_shards: int = 1,
-                 caught_up_is_the_end: bool = True):
+                 caught_up_is_the_end: bool = True, clusters: ClusterOutbox | None = None):
         """`caught_up_is_the_end`: as for `Shard`: inputs all caught up are finished, so
-        what a silent feed held is let out then."""
+        what a silent feed held is let out then. `clusters`: an outbox whose calls go to the
+        clusters' own step (`models.cluster_step`, as the dataflow runs it); without one the
+        board lives here and its clusters come out with the rest (tests, tools)."""
         self.thresholds = thresholds
         self.interval = thresholds.score_interval_ms
         self.cluster_interval = thresholds.cluster_interval_ms
@@ -63,7 +66,7 @@ class Aggregate:
         self.outbox: list[list] = [[] for _ in range(route_shards)]  # per route shard
         self.route_seq = [0] * route_shards
         self.rates = DisputeRates(thresholds)
-        self.clusters = ClusterBoard(thresholds)
+        self.clusters = ClusterBoard(thresholds) if clusters is None else clusters
         self.feeds = CarrierFeeds(thresholds)
         self.caught_up_is_the_end = caught_up_is_the_end
 
@@ -73,7 +76,8 @@ class Aggregate:
 
     def apply(self, items: list) -> list[Detection | RouteBatch]:
         """`items`: weather warnings, and the shards' messages (one list per shard batch).
-        Returns detections, and for each route shard with something new one batch."""
+        Returns detections, for each route shard with something new one batch, and the
+        clusters' step's calls as one batch."""
         out: list = []
         for item in chain.from_iterable(i if type(i) is list else (i,) for i in items):
             if type(item) is ShardTick:
@@ -94,6 +98,10 @@ class Aggregate:
             if self.caught_up_is_the_end and self.watermark is not None:
                 for onset in self.feeds.finish(self.watermark, out):
                     self.clusters.on_late_onset(onset, self.watermark)
+        if type(self.clusters) is ClusterOutbox:
+            calls = self.clusters.take()
+            if calls is not None:
+                out.append(calls)
         for shard, box in enumerate(self.outbox):
             if box:
                 out.append(RouteBatch(shard, self.route_seq[shard], box))

@@ -92,6 +92,15 @@ class ScoreAt(NamedTuple):
     beta: float
 
 
+class ClusterBatch(NamedTuple):
+    """What the global step hands the delay clusters' step: its calls on the cluster board,
+    in the order made. `seq` counts the batches, so they are applied in the order sent
+    whatever order the runtime delivers them in."""
+
+    seq: int
+    calls: list               # (ClusterBoard method name, its arguments)
+
+
 class RouteBatch(NamedTuple):
     """What the global step hands one route shard: route events and scorings in event-time
     order. `seq` counts the shard's batches, so they are applied in the order sent whatever
