@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import signal
 from datetime import timedelta
@@ -32,6 +33,18 @@ from flows.dataflow import build_flow
 log = logging.getLogger("parcelwatch")
 
 
+def settle_the_heap() -> None:
+    """Before the dataflow starts: what is loaded by then (modules, the flow) lives as long
+    as the process, so the collector stops walking it (`gc.freeze`), and it runs a tenth as
+    often. The state is in columns, not objects; what the steps pass each other is many
+    short-lived tuples, whose allocations would otherwise set off a collection that walks
+    every long-lived object again and again (5% of a two-process run's CPU)."""
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0 * 10, gen1, gen2)
+
+
 def replay(settings: Settings, inputs: dict[str, Path], out_dir: Path, metrics: Metrics) -> None:
     """Run the detectors over JSON Lines files; outputs land in `out_dir`."""
     for role, path in inputs.items():
@@ -40,6 +53,7 @@ def replay(settings: Settings, inputs: dict[str, Path], out_dir: Path, metrics: 
     clock = [partition_id(role, 0) for role in CLOCK_TOPICS if role in inputs]
     flow = build_flow(JsonLinesInputs(inputs, settings.batch_size), JsonLinesOutputs(out_dir),
                       settings, clock, metrics, idle_advance=False, recovery=False)
+    settle_the_heap()
     run_main(flow)
 
 
@@ -94,6 +108,7 @@ def run(settings: Settings, metrics: Metrics, from_beginning: bool, exit_at_end:
                                              "addresses": processes.addresses}
     try:
         flow, recovery = _kafka_job(settings, metrics, from_beginning, exit_at_end)
+        settle_the_heap()
         stop.running = metrics.health.connected = metrics.health.running = True
         cli_main(flow, epoch_interval=timedelta(seconds=settings.snapshot_interval_seconds),
                  recovery_config=recovery, **topology)
