@@ -1,5 +1,5 @@
-"""The global step: what needs every parcel at once (the routes' prior, hubs, carriers,
-delay clusters), and the order in which route shards see route events.
+"""The global step: what needs every parcel at once (the routes' prior, hubs, carriers), and
+the order in which route shards see route events and the delay clusters their delays.
 
 Shards send deliveries, damage signals, matched claims and delay onsets and ends, each with
 the event time at which it counts, plus ticks with their own watermark. The aggregate's

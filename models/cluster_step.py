@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from models.clusters import ClusterBoard
 from models.detection import Detection
-from models.messages import ClusterBatch
+from models.messages import ClusterBatch, InOrder
 from models.settings import Thresholds
 
 CALLS = frozenset({"on_onset", "on_late_onset", "on_end", "on_warning", "evaluate"})
@@ -55,22 +55,18 @@ class ClusterOutbox:
 class ClusterStep:
     def __init__(self, thresholds: Thresholds):
         self.board = ClusterBoard(thresholds)
-        self.next_seq = 0
-        self.waiting: dict[int, list] = {}   # batches that came before an earlier one
+        self.order = InOrder()
 
     def apply(self, batches: list[ClusterBatch]) -> list[Detection]:
         """The calls of each batch in the order the global step made them; returns what the
         evaluations found."""
         out: list[Detection] = []
-        for batch in batches:
-            self.waiting[batch.seq] = batch.calls
         board = self.board
-        while self.next_seq in self.waiting:
-            for name, args in self.waiting.pop(self.next_seq):
+        for calls in self.order.ready(batches):
+            for name, args in calls:
                 if name not in CALLS:
                     raise TypeError(f"the clusters' step got an unknown call: {name}")
                 found = getattr(board, name)(*args)
                 if name == "evaluate":
                     out.extend(found)
-            self.next_seq += 1
         return out

@@ -92,6 +92,26 @@ class ScoreAt(NamedTuple):
     beta: float
 
 
+class InOrder:
+    """Batches a step's sender numbered (`seq`), handed on in that order whatever order the
+    runtime delivers them in: the route shards' and the clusters' step's (a batch is a
+    NamedTuple with `seq` and its items last)."""
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self.waiting: dict[int, list] = {}   # batches that came before an earlier one
+
+    def ready(self, batches) -> list[list]:
+        """The items of every batch that is next in turn, batch by batch."""
+        for batch in batches:
+            self.waiting[batch.seq] = batch[-1]
+        due = []
+        while self.next_seq in self.waiting:
+            due.append(self.waiting.pop(self.next_seq))
+            self.next_seq += 1
+        return due
+
+
 class ClusterBatch(NamedTuple):
     """What the global step hands the delay clusters' step: its calls on the cluster board,
     in the order made. `seq` counts the batches, so they are applied in the order sent

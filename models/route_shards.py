@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 
 from models.detection import Detection
-from models.messages import RouteBatch, RouteEvent, RouteScores, ScoreAt
+from models.messages import InOrder, RouteBatch, RouteEvent, RouteScores, ScoreAt
 from models.routes import RouteBoard
 from models.settings import Thresholds
 
@@ -25,17 +25,14 @@ def lane_shard(origin: str | None, destination: str | None, shards: int) -> int:
 class RouteShard:
     def __init__(self, thresholds: Thresholds):
         self.board = RouteBoard(thresholds)
-        self.next_seq = 0
-        self.waiting: dict[int, list] = {}   # batches that came before an earlier one
+        self.order = InOrder()
 
     def apply(self, batches: list[RouteBatch]) -> list[Detection | RouteScores]:
         """Returns alerts and, per scoring, its encoded `route-scores` records."""
         out: list = []
-        for batch in batches:
-            self.waiting[batch.seq] = batch.items
         board = self.board
-        while self.next_seq in self.waiting:
-            for item in self.waiting.pop(self.next_seq):
+        for items in self.order.ready(batches):
+            for item in items:
                 if type(item) is ScoreAt:
                     scores, alerts = board.score(item.window_end_ts, (item.alpha, item.beta))
                     if scores:
@@ -46,7 +43,6 @@ class RouteShard:
                 else:
                     raise TypeError(f"a route shard got an unknown message: "
                                     f"{type(item).__name__}")
-            self.next_seq += 1
         return out
 
 
