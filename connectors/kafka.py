@@ -28,6 +28,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.cloudevents import Headers
+from connectors.pacing import ReadPacer
 from connectors.records import OutputBatch, OutputRecord, RawBatch, output_records
 
 log = logging.getLogger("parcelwatch.kafka")
@@ -81,11 +82,13 @@ STOP_READING = threading.Event()
 
 class _PartitionReader(StatefulSourcePartition):
     def __init__(self, config: dict, role: str, topic: str, partition: int, start: int,
-                 batch_size: int, exit_at_end: bool, on_lag=None, group_id: str = "parcelwatch"):
+                 batch_size: int, exit_at_end: bool, on_lag=None, group_id: str = "parcelwatch",
+                 snapshot_interval_s: float | None = None):
         self.role, self.partition = role, partition
         self.topic_partition = TopicPartition(topic, partition)
         self.on_lag = on_lag  # callable(role, partition, records behind), or None
-        self.batch_size, self.exit_at_end = batch_size, exit_at_end
+        self.pacer = ReadPacer(snapshot_interval_s, batch_size)
+        self.exit_at_end = exit_at_end
         self.next_offset = start
         self.committed: int | None = None
         self.finished = False
@@ -104,7 +107,13 @@ class _PartitionReader(StatefulSourcePartition):
     def next_batch(self) -> list[RawBatch]:
         if self.finished or STOP_READING.is_set():
             raise StopIteration
-        messages = self.consumer.consume(self.batch_size, timeout=0)
+        asked = self.pacer.size()
+        if not asked:  # the epoch's time is spent: read again once it has ended
+            self.awake_at = datetime.now(UTC) + timedelta(
+                seconds=max(0.0, self.pacer.seconds_left()))
+            return []
+        messages = self.consumer.consume(asked, timeout=0)
+        self.pacer.read(asked, len(messages))
         records, caught_up = [], None
         for message in messages:
             error = message.error()
@@ -138,6 +147,7 @@ class _PartitionReader(StatefulSourcePartition):
         return self.awake_at
 
     def snapshot(self) -> int:
+        self.pacer.epoch_ended()
         # Lag tools read the group's committed offsets; a restart resumes from this
         # snapshot, not from them, so a commit that fails costs nothing but a stale figure.
         if self.next_offset >= 0 and self.next_offset != self.committed:
@@ -159,8 +169,9 @@ class KafkaInputs(FixedPartitionedSource):
 
     def __init__(self, config: dict, roles: dict[str, str], partitions: dict[str, int],
                  from_beginning: bool, exit_at_end: bool, batch_size: int, on_lag=None,
-                 group_id: str = "parcelwatch"):
+                 group_id: str = "parcelwatch", snapshot_interval_s: float | None = None):
         self.config, self.roles, self.partitions = config, roles, partitions
+        self.snapshot_interval_s = snapshot_interval_s  # None: no snapshots, no pacing
         self.group_id = group_id
         self.from_beginning, self.exit_at_end = from_beginning, exit_at_end
         self.batch_size = batch_size
@@ -176,7 +187,8 @@ class KafkaInputs(FixedPartitionedSource):
         else:
             start = OFFSET_BEGINNING if self.from_beginning else OFFSET_END
         return _PartitionReader(self.config, role, self.roles[role], int(partition), start,
-                                self.batch_size, self.exit_at_end, self.on_lag, self.group_id)
+                                self.batch_size, self.exit_at_end, self.on_lag, self.group_id,
+                                self.snapshot_interval_s)
 
 
 class _ProducerPartition(StatelessSinkPartition):

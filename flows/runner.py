@@ -131,7 +131,8 @@ def _kafka_job(settings: Settings, metrics: Metrics, from_beginning: bool,
     config = client_config(settings.brokers, settings.kafka)
     source = KafkaInputs(config, settings.topics.inputs(), partitions, from_beginning,
                          exit_at_end, settings.batch_size, metrics.report_lag,
-                         settings.group_id)
+                         settings.group_id,
+                         settings.snapshot_interval_seconds if settings.recovery else None)
     sink = KafkaOutputs(config, settings.topics.outputs(), settings.cloudevents_source)
     clock = [partition_id(role, p) for role in CLOCK_TOPICS
              for p in range(partitions.get(role, 0))]

@@ -11,7 +11,7 @@ from itertools import pairwise
 
 import msgspec
 
-from benchmarks import clustering, generation, throughput
+from benchmarks import clustering, generation, snapshots, throughput
 from benchmarks.scenario import CHINA, Outage, Scenario, ScenarioConfig
 from models.settings import DAY_MS
 
@@ -45,6 +45,16 @@ def test_throughput_benchmark_reports_every_path_and_process_count():
     assert 0.95 * result["input_records"] < result["naive_bytewax"]["records"] <= result[
         "input_records"]
     assert result["run_share_of_raw_consume"] > 0 and result["run_over_naive"] > 0
+
+
+def test_snapshots_benchmark_follows_the_commits_until_every_record_is_held(tmp_path):
+    result = snapshots.measure(events=3000, interval=0.5, seed=3)
+    assert 1000 < result["input_records"] < 5000
+    commits = result["commit_seconds"]
+    assert len(commits) == result["commits"] >= 1 and commits == sorted(commits)
+    assert result["caught_up_seconds"] == commits[-1] and result["cpu_seconds"] > 0
+    snapshots.plot(result, tmp_path / "snapshots.png")
+    assert (tmp_path / "snapshots.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_clustering_benchmark_reports_every_layout_and_draws_its_plot(tmp_path):
