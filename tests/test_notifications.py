@@ -65,16 +65,16 @@ def test_zh_cn_texts_are_chinese_and_name_the_place():
     [note] = Notifier().for_alert(firing)  # default locale zh-CN
     assert note.locale == "zh-CN"
     assert "包裹" in note.title
-    assert "武汉" in note.body and "WH02" in note.body
-    assert "YTO" in note.suggested_actions[0].text
+    assert "武汉圆通网点（WH02）" in note.body  # the city and the carrier's own hub
+    assert "圆通" in note.suggested_actions[0].text
 
 
 def test_en_texts_are_english():
     firing, _ = no_movement_alerts()
     [note] = Notifier(locale="en").for_alert(firing)
     assert note.title.startswith("Parcel stalled")
-    assert "武汉 (WH02)" in note.body
-    assert "YTO" in note.suggested_actions[0].text
+    assert "YTO Express's Wuhan hub (WH02)" in note.body  # romanised, the carrier named
+    assert "YTO Express" in note.suggested_actions[0].text
 
 
 @pytest.mark.parametrize(("locale", "amount", "shown"), [
@@ -95,10 +95,12 @@ def test_coupon_amount_from_the_constructor(locale, amount, shown):
 def test_time_is_rendered_in_the_configured_zone(locale):
     firing, _ = no_movement_alerts()
     [shanghai] = Notifier(locale=locale).for_alert(firing)  # default Asia/Shanghai
-    assert "2024-03-02 04:15" in shanghai.body  # 20:15 UTC + 8 h, the next day
+    assert "2024-03-02 04:15 UTC+8" in shanghai.body  # 20:15 UTC + 8 h, the next day
     assert "20:15" not in shanghai.body
     [utc] = Notifier(locale=locale, zone="UTC").for_alert(firing)
-    assert "2024-03-01 20:15" in utc.body
+    assert "2024-03-01 20:15 UTC+0" in utc.body
+    [delhi] = Notifier(locale=locale, zone="Asia/Kolkata").for_alert(firing)
+    assert "2024-03-02 01:45 UTC+5:30" in delhi.body
 
 
 def test_local_time_hour():
