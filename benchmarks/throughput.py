@@ -4,13 +4,13 @@ and with several worker processes, next to the raw consume ceiling and a naive p
     python -m benchmarks.throughput --events 1000000 --json benchmarks/results/throughput.json
 
 Generates a scenario of about N input events (scans and disputes), then times the dataflow
-from start to end of input: once over JSON Lines files, once through the embedded broker
-(records produced beforehand, all detectors on, outputs written back to Kafka), in this
-process. Then `parcelwatch run` as 1 and as 2 processes (`--process-id`/`--addresses`),
-timed from launch to exit, so Python's start-up is included, with each process's CPU seconds:
-the work per event, and the share the busiest process does. On the same topics it measures
-the ceiling (raw confluent-kafka consume) and the peer (a naive Bytewax flow: per-item
-`json.loads`, per-waybill `stateful_map`), and the ratios.
+from start to end of input: once over JSON Lines files; through the embedded broker
+(records produced beforehand, all detectors on, outputs written back to Kafka) first as
+`parcelwatch run` as 1 and as 2 processes (`--process-id`/`--addresses`), timed from launch
+to exit, so Python's start-up is included, with each process's CPU seconds (the work per
+event, and the share the busiest process does), then once in this process. On the same
+topics it measures the ceiling (raw confluent-kafka consume) and the peer (a naive Bytewax
+flow: per-item `json.loads`, per-waybill `stateful_map`), and the ratios.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from benchmarks.peers import naive_flow, raw_consume
 from benchmarks.scenario import Scenario, ScenarioConfig
 from benchmarks.writers import produce, write_files
 from connectors.broker import EmbeddedBroker, free_port
-from connectors.kafka import client_config
+from connectors.kafka import check_connection, client_config
 from flows.config import Settings, load_settings
 from flows.runner import kafka_partitions, replay, run
 
@@ -110,6 +110,18 @@ def run_processes(settings: Settings, count: int, outputs: str, timeout: float =
         return time.perf_counter() - started, cpu
 
 
+def drop_outputs(config: dict, outputs: str) -> None:
+    """Delete the output topics `run_processes` wrote under the name `outputs`."""
+    from confluent_kafka.admin import AdminClient
+
+    names = [f"{outputs}-{name}" for name in
+             ("alerts", "merchant_notifications", "route_scores", "dead_letter")]
+    existing = check_connection(config, 10)
+    admin = AdminClient(config)  # kept until the futures are done: they die with it
+    for future in admin.delete_topics([name for name in names if name in existing]).values():
+        future.result(30)
+
+
 def reap(job: subprocess.Popen, deadline: float):
     """Wait for the job's exit (until `deadline`, a perf_counter time) and return its
     resource usage, which only the reaping wait can read."""
@@ -143,9 +155,14 @@ def measure(events: int, days: float, seed: int, score_interval_hours: float = 1
             kafka_partitions(kafka_settings)
             produce(Scenario(config), client_config(broker.bootstrap),
                     settings.topics.inputs())
+            # The process counts first, on the broker as it was produced, each run's outputs
+            # deleted after it: the in-memory broker slows as it holds more, and the runs
+            # compared must meet the same broker.
+            by_processes = {}
+            for n in processes:
+                by_processes[str(n)] = scaling(records, *run_processes(kafka_settings, n, f"p{n}"))
+                drop_outputs(client_config(broker.bootstrap), f"p{n}")
             run_s, run_cpu = timed_cpu(lambda: _run_to_end(kafka_settings))
-            by_processes = {str(n): scaling(records, *run_processes(kafka_settings, n, f"p{n}"))
-                            for n in processes}
             topics = [settings.topics.scans, settings.topics.disputes]
             raw_records, raw_s = raw_consume(client_config(broker.bootstrap), topics,
                                              settings.topic_partitions)
