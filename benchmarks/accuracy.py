@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry
 from alerts.metrics import Metrics
 from benchmarks.geography import damage_rate
 from benchmarks.machine import report
+from benchmarks.plots import pyplot, save
 from benchmarks.scenario import (
     DEFAULT_BACKFILL,
     DEFAULT_OUTAGE,
@@ -385,16 +386,6 @@ MARKERS = "os^Dv<>PX*"
 FEW_CASES = 30  # a setting's delays drawn one by one when it found at most this many
 
 
-def _pyplot():
-    """pyplot on the file-only backend: reports are written where no display exists."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _label(setting: dict) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in setting.items())
 
@@ -408,14 +399,13 @@ def _defaults_section(defaults: dict, out_dir: Path) -> list[str]:
         lines.append(f"| {detector} | {f['found']} | {f['false_alarms']} | {f['missed']} | "
                      f"{f['precision']} | {f['recall']} | {f['f1']} | "
                      f"{f['delay_hours_median']} | {f['delay_hours_p90']} |")
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(DETECTORS), figsize=(14, 3))
     for ax, detector in zip(axes, DETECTORS, strict=True):
         ax.hist(defaults[detector]["delays_hours"] or [0], bins=20)
         ax.set(title=detector, xlabel="detection delay (h)")
     figure.tight_layout()
-    figure.savefig(out_dir / "delays.png", dpi=100)
-    plt.close(figure)
+    save(figure, out_dir / "delays.png", dpi=100)
     lines += ["", "WEATHER_DELAY_CLUSTER's false alarms are clusters that match no injected "
               "storm. The scenario's background delays (stalls, failed deliveries retried the "
               "next day) can make them: five or more delayed parcels within the radius and the "
@@ -462,7 +452,7 @@ def _plot_precision_recall(sweep: str, detector: str, points: list[dict], path: 
         if f["precision"] is not None and f["recall"] is not None:
             shared.setdefault((f["recall"], f["precision"]), []).append(_label(r["setting"]))
     legend_lines = len(shared) + sum(len(labels) for labels in shared.values())
-    plt = _pyplot()
+    plt = pyplot()
     figure, ax = plt.subplots(figsize=(9, max(4.5, 1 + 0.2 * legend_lines)),
                               layout="constrained")
     for n, ((recall, precision), labels) in enumerate(shared.items()):
@@ -473,8 +463,7 @@ def _plot_precision_recall(sweep: str, detector: str, points: list[dict], path: 
     if shared:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=9, frameon=False,
                   labelspacing=0.9)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path, dpi=100)
 
 
 def _plot_delays(sweep: str, detector: str, points: list[dict], path: Path) -> None:
@@ -483,7 +472,7 @@ def _plot_delays(sweep: str, detector: str, points: list[dict], path: Path) -> N
     delays = [r["detectors"][detector]["delays_hours"] for r in points]
     labels = [f"{_label(r['setting'])} (n={len(d)})"
               for r, d in zip(points, delays, strict=True)]
-    plt = _pyplot()
+    plt = pyplot()
     figure, ax = plt.subplots(figsize=(10, 1.5 + 0.45 * len(points)), layout="constrained")
     ax.boxplot(delays, orientation="horizontal", tick_labels=labels)
     for row, hours in enumerate(delays, 1):  # a box of a few cases says little: show them
@@ -493,8 +482,7 @@ def _plot_delays(sweep: str, detector: str, points: list[dict], path: Path) -> N
     ax.tick_params(axis="y", labelsize=9)
     ax.set(xlabel="detection delay (h)")
     figure.suptitle(f"Detection delay by setting: {detector}, {sweep}")
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path, dpi=100)
 
 
 def main() -> None:

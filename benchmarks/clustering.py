@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks.geography import CITIES
 from benchmarks.machine import report
+from benchmarks.plots import pyplot, save
 from benchmarks.writers import progress_bar
 from models.clusters import ClusterBoard
 from models.messages import DelayOnset
@@ -97,10 +98,7 @@ def measure(counts: list[int], show_progress: bool = True) -> list[dict]:
 
 
 def plot(runs: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(figsize=(6, 4))
     for layout in LAYOUTS:
@@ -112,9 +110,7 @@ def plot(runs: list[dict], path: Path) -> None:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save(figure, path)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.machine import report, rss_bytes
+from benchmarks.plots import pyplot, save
 from benchmarks.writers import progress_bar
 from models.events import Scan
 from models.settings import Thresholds
@@ -116,10 +117,7 @@ def measure_replay(sizes: list[int], show_progress: bool = True) -> dict:
 
 
 def plot(figures: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     peaks = {int(n) / 1e6: b / 2**20 for n, b in figures["replay_peak_rss_bytes"].items()}
     figure, axes = plt.subplots(figsize=(6, 4))
@@ -129,9 +127,7 @@ def plot(figures: dict, path: Path) -> None:
                    "in flight (slope)")
     axes.grid(True, alpha=0.3)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save(figure, path)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import report
+from benchmarks.plots import pyplot, save
 from benchmarks.scenario import Scenario, ScenarioConfig
 from benchmarks.throughput import reap
 from benchmarks.writers import produce
@@ -102,10 +103,7 @@ def measure(events: int, interval: float, seed: int = 7) -> dict:
 
 
 def plot(figures: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     commits = figures["commit_seconds"]
     figure, axes = plt.subplots(figsize=(6, 4))
@@ -117,9 +115,7 @@ def plot(figures: dict, path: Path) -> None:
     axes.title.set_fontsize(9)
     axes.grid(True, alpha=0.3)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save(figure, path)
 
 
 def main() -> None:
