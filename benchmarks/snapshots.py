@@ -21,7 +21,6 @@ import pickle
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,15 +28,13 @@ from pathlib import Path
 from benchmarks.machine import report
 from benchmarks.plots import pyplot, save
 from benchmarks.scenario import Scenario, ScenarioConfig
-from benchmarks.throughput import reap
+from benchmarks.throughput import CLI, EVENTS_PER_PARCEL, reap
 from benchmarks.writers import produce
 from connectors.broker import EmbeddedBroker
 from connectors.kafka import client_config
 from flows.config import load_settings
 from flows.runner import kafka_partitions
 
-EVENTS_PER_PARCEL = 6.4
-CLI = str(Path(sys.executable).with_name("parcelwatch"))
 INPUT_STEP = "parcelwatch.inputs"
 
 

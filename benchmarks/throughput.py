@@ -40,6 +40,7 @@ from flows.runner import kafka_partitions, replay, run
 
 EVENTS_PER_PARCEL = 6.4   # scans and disputes per parcel of the default scenario
 CLI = str(Path(sys.executable).with_name("parcelwatch"))
+OUTPUTS = ("alerts", "merchant_notifications", "route_scores", "dead_letter")  # topic settings
 
 
 def timed(action) -> float:
@@ -86,7 +87,7 @@ def run_processes(settings: Settings, count: int, outputs: str, timeout: float =
     env.update({"PARCELWATCH_RECOVERY": "false", "PARCELWATCH_METRICS__ENABLED": "false",
                 "PARCELWATCH_THRESHOLDS__SCORE_INTERVAL_HOURS":
                     str(settings.thresholds.score_interval_hours)})
-    for name in ("alerts", "merchant_notifications", "route_scores", "dead_letter"):
+    for name in OUTPUTS:
         env[f"PARCELWATCH_TOPICS__{name.upper()}"] = f"{outputs}-{name}"
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(count))
     command = [CLI, "run", "--brokers", settings.brokers, "--from-beginning", "--exit-at-end"]
@@ -114,8 +115,7 @@ def drop_outputs(config: dict, outputs: str) -> None:
     """Delete the output topics `run_processes` wrote under the name `outputs`."""
     from confluent_kafka.admin import AdminClient
 
-    names = [f"{outputs}-{name}" for name in
-             ("alerts", "merchant_notifications", "route_scores", "dead_letter")]
+    names = [f"{outputs}-{name}" for name in OUTPUTS]
     existing = check_connection(config, 10)
     admin = AdminClient(config)  # kept until the futures are done: they die with it
     for future in admin.delete_topics([name for name in names if name in existing]).values():
