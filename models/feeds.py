@@ -40,17 +40,16 @@ class Feed:
     from a day past the history behind the watermark to as far ahead as it was read, and
     its outage.
 
-    A minute is one packed int (scans << 32 | first's ms in it << 16 | last's): about 110
-    bytes a minute in the dict, 1.3 MB a carrier for 8 days of minutes."""
+    A minute is one packed int (`packed_minute`): about 110 bytes a minute in the dict,
+    1.3 MB a carrier for 8 days of minutes."""
 
     __slots__ = ("backfilled", "checked_to", "expected", "held", "held_onsets", "in_flight",
-                 "last_scan", "latest", "minutes", "pruned_day", "release_at", "resumed_at",
+                 "last_scan", "minutes", "pruned_day", "release_at", "resumed_at",
                  "silent_since")
 
     def __init__(self) -> None:
         self.minutes: dict[int, int] = {}
         self.pruned_day = 0
-        self.latest: int | None = None          # largest scan ts read
         self.checked_to: int | None = None      # silences beginning up to here are judged
         self.silent_since: int | None = None    # the open FEED_SILENT's event_ts
         self.last_scan = 0                      # the last scan before it
@@ -62,15 +61,18 @@ class Feed:
         self.held_onsets: dict[str, DelayOnset] = {}    # waybill -> held delay onset
         self.in_flight: dict[int, int] = {}     # shard -> its parcels on their way, last told
 
-    def count(self, minute: int, scans: int, first: int, last: int) -> None:
-        base = minute * MINUTE_MS
-        known = self.minutes.get(minute)
-        if known is not None:
-            scans += known >> 32
-            first = min(first, base + (known >> 16 & 0xFFFF))
-            last = max(last, base + (known & 0xFFFF))
-        self.minutes[minute] = scans << 32 | (first - base) << 16 | (last - base)
-        self.latest = last if self.latest is None else max(self.latest, last)
+    def count(self, minutes: dict[int, int]) -> None:
+        """Adds a batch's minutes, packed as these are (`packed_minute`)."""
+        known_minutes = self.minutes
+        for minute, packed in minutes.items():
+            known = known_minutes.get(minute)
+            if known is not None:
+                first, last = packed >> 16 & 0xFFFF, packed & 0xFFFF
+                known_first, known_last = known >> 16 & 0xFFFF, known & 0xFFFF
+                packed = ((packed >> 32) + (known >> 32)) << 32 | (
+                    first if first < known_first else known_first) << 16 | (
+                    last if last > known_last else known_last)
+            known_minutes[minute] = packed
 
     def scans_in(self, minute: int) -> int:
         return self.minutes.get(minute, 0) >> 32
@@ -110,7 +112,11 @@ class Feed:
         if not occupied:
             return []
         spells = []
+        # Scans in minutes k apart are less than k + 1 minutes apart: no silence between.
+        closest = -(-silence // MINUTE_MS) - 1
         for this, following in zip(occupied, [*occupied[1:], None], strict=True):
+            if following is not None and following - this < closest:
+                continue
             last = self.last_in(this)
             onset = last + silence
             if onset > until or (after is not None and onset <= after):
@@ -151,10 +157,10 @@ class CarrierFeeds:
 
     def on_scans(self, item: CarrierScans) -> None:
         """Counts the scans; a silent feed read again is back."""
-        for (carrier, minute), (scans, first, last) in item.minutes.items():
+        for carrier, minutes in item.minutes.items():
             feed = self._feed(carrier)
             if feed is not None:
-                feed.count(minute, scans, first, last)
+                feed.count(minutes)
         for carrier, parcels in (item.in_flight or {}).items():
             feed = self.feeds.get(carrier)
             if feed is not None:
@@ -180,8 +186,8 @@ class CarrierFeeds:
     @staticmethod
     def _fills(item: CarrierScans, carrier: str, feed: Feed) -> bool:
         """The batch read scans of `carrier` from after its outage began."""
-        return any(last > feed.last_scan
-                   for (name, _), (_, _, last) in item.minutes.items() if name == carrier)
+        return any(minute * MINUTE_MS + (packed & 0xFFFF) > feed.last_scan
+                   for minute, packed in item.minutes.get(carrier, {}).items())
 
     def _feed(self, carrier: str) -> Feed | None:
         feed = self.feeds.get(carrier)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from models.detection import Detection
+from models.settings import MINUTE_MS
 
 
 class ShardTick(NamedTuple):
@@ -131,12 +132,26 @@ class RouteBatch(NamedTuple):
     items: list               # RouteEvent and ScoreAt
 
 
+ONE_SCAN = 1 << 32
+
+
+def packed_minute(scans: int, first: int, last: int) -> int:
+    """A minute of a carrier's scans as one int, cheap to count and to move between
+    processes: scans << 32 | first's ms in the minute << 16 | last's."""
+    return scans << 32 | first % MINUTE_MS << 16 | last % MINUTE_MS
+
+
+def unpacked_minute(minute: int, packed: int) -> tuple[int, int, int]:
+    """(scans, first ts, last ts) of a packed minute."""
+    base = minute * MINUTE_MS
+    return packed >> 32, base + (packed >> 16 & 0xFFFF), base + (packed & 0xFFFF)
+
+
 class CarrierScans(NamedTuple):
     """The scans one shard batch read, per carrier: how each carrier's feed is doing."""
 
     read_at: int                       # the shard's watermark when it read them (0: none)
-    minutes: dict[tuple[str, int], list[int]]  # (carrier, minute of ts) -> [scans, first
-    #                                            ts, last ts]
+    minutes: dict[str, dict[int, int]]  # carrier -> minute of ts -> packed_minute
     latest: dict[str, int]             # carrier -> largest ts
     late: dict[str, int]               # carrier -> scans read late
     shard: int = 0

@@ -16,7 +16,7 @@ import numpy as np
 
 from models.detection import Detection
 from models.events import Dispute, Scan
-from models.messages import CarrierScans, ParcelVerdict, ShardTick
+from models.messages import ONE_SCAN, CarrierScans, ParcelVerdict, ShardTick
 from models.parcels import ACTIVE, STALLED
 from models.settings import MINUTE_MS, Thresholds
 from models.tracking import DUPLICATE, ParcelTracker
@@ -86,7 +86,7 @@ class Shard:
         scans = duplicates = late = 0
         latest = self.carrier_latest
         # What this batch read of each carrier's feed, for the global step.
-        minutes: dict[tuple[str, int], list[int]] = {}
+        minutes: dict[str, dict[int, int]] = {}  # carrier -> minute of ts -> packed_minute
         batch_latest: dict[str, int] = {}
         batch_late: dict[str, int] = {}
         for event in item.events:
@@ -106,16 +106,17 @@ class Shard:
                     latest[carrier] = ts
                 elif ts > known:
                     latest[carrier] = ts
-                minute = (carrier, ts // MINUTE_MS)
-                seen = minutes.get(minute)
+                carrier_minutes = minutes.get(carrier)
+                if carrier_minutes is None:
+                    carrier_minutes = minutes[carrier] = {}
+                minute, at = divmod(ts, MINUTE_MS)
+                seen = carrier_minutes.get(minute)
                 if seen is None:
-                    minutes[minute] = [1, ts, ts]
+                    carrier_minutes[minute] = ONE_SCAN | at << 16 | at
                 else:
-                    seen[0] += 1
-                    if ts < seen[1]:
-                        seen[1] = ts
-                    elif ts > seen[2]:
-                        seen[2] = ts
+                    first, last = seen >> 16 & 0xFFFF, seen & 0xFFFF
+                    carrier_minutes[minute] = (seen >> 32) + 1 << 32 | (
+                        at if at < first else first) << 16 | (at if at > last else last)
                 if ts > batch_latest.get(carrier, -1):
                     batch_latest[carrier] = ts
             else:
@@ -134,8 +135,10 @@ class Shard:
         if batch_latest:
             # Before the watermark is known, they count from the earliest ts read: no check
             # of a feed's silence before that could use them, every later one must.
-            read_at = (watermark if watermark is not None
-                       else min(first for _, first, _ in minutes.values()))
+            read_at = (watermark if watermark is not None else min(
+                minute * MINUTE_MS + (packed >> 16 & 0xFFFF)
+                for carrier_minutes in minutes.values()
+                for minute, packed in carrier_minutes.items()))
             out.append(CarrierScans(read_at, minutes, batch_latest, batch_late, self.shard,
                                     self._in_flight(batch_latest), settled or read_at))
         # What reading found was found at the watermark it was read at.

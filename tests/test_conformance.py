@@ -18,7 +18,7 @@ from flows.dataflow import restored, snapshot_of
 from models import messages
 from models.detection import Detection
 from models.events import Dispute, Scan
-from models.messages import CarrierScans, DelayEnd, DelayOnset, ShardTick
+from models.messages import CarrierScans, DelayEnd, DelayOnset, ShardTick, unpacked_minute
 from models.settings import HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
 
@@ -131,9 +131,11 @@ def run(steps: list[tuple[str, list, bool]], restore_at: int | None = None) -> C
     feeds: dict[tuple[str, int], list[int]] = {}
     for item in out:
         if type(item) is CarrierScans:
-            for minute, (scans, first, last) in item.minutes.items():
-                seen = feeds.setdefault(minute, [0, first, last])
-                seen[:] = [seen[0] + scans, min(seen[1], first), max(seen[2], last)]
+            for carrier, minutes in item.minutes.items():
+                for minute, packed in minutes.items():
+                    scans, first, last = unpacked_minute(minute, packed)
+                    seen = feeds.setdefault((carrier, minute), [0, first, last])
+                    seen[:] = [seen[0] + scans, min(seen[1], first), max(seen[2], last)]
     outputs = Counter(summary(item) for item in out if type(item) not in (ShardTick,
                                                                           CarrierScans))
     outputs[("CarrierScans", *sorted((k, *v) for k, v in feeds.items()))] = 1

@@ -6,7 +6,15 @@ from __future__ import annotations
 from models.aggregate import Aggregate
 from models.detection import Detection
 from models.feeds import FEED_SILENT
-from models.messages import CarrierScans, DelayEnd, DelayOnset, ParcelVerdict, ShardTick
+from models.messages import (
+    CarrierScans,
+    DelayEnd,
+    DelayOnset,
+    ParcelVerdict,
+    ShardTick,
+    packed_minute,
+    unpacked_minute,
+)
 from models.settings import DAY_MS, HOUR_MS, MINUTE_MS, Thresholds
 
 T0 = 1_793_462_400_000  # midnight UTC
@@ -33,10 +41,10 @@ class Step:
 def scans(carrier: str, start: int, end: int, every: int = 1, read_at: int | None = None,
           late: bool = False) -> CarrierScans:
     """One scan every `every` minutes of ts in [start, end), read at `read_at`."""
-    minutes = {(carrier, minute): [1, minute * M, minute * M]
+    minutes = {minute: packed_minute(1, minute * M, minute * M)
                for minute in range(start // M, end // M, every)}
-    return CarrierScans(start if read_at is None else read_at, minutes,
-                        {carrier: max(m for _, m in minutes) * M},
+    return CarrierScans(start if read_at is None else read_at, {carrier: minutes},
+                        {carrier: max(minutes) * M},
                         {carrier: len(minutes)} if late else {})
 
 
@@ -142,8 +150,9 @@ def test_a_gap_read_in_one_batch_ahead_of_time_is_found_at_its_exact_onset():
     end = history(step)
     gap = end + 5 * H
     day = CarrierScans(end - H, {
-        **scans("SF", end, gap).minutes, **scans("SF", gap + 139 * M, end + DAY_MS).minutes,
-        **scans("YTO", end, end + DAY_MS).minutes},
+        "SF": {**scans("SF", end, gap).minutes["SF"],
+               **scans("SF", gap + 139 * M, end + DAY_MS).minutes["SF"]},
+        "YTO": scans("YTO", end, end + DAY_MS).minutes["YTO"]},
         {"SF": end + DAY_MS - M, "YTO": end + DAY_MS - M}, {})
     step.feed([day], end + DAY_MS - 10 * M)
     assert [(d.carrier, d.status, d.event_ts) for d in step.of(FEED_SILENT)] == [
@@ -160,8 +169,10 @@ def test_a_shard_reports_what_it_read_of_each_carrier_and_its_parcels_on_their_w
                   for i in range(6)]
     out = shard.apply(ShardInput("scans/0", scans_read, T0 + 100_000, False))
     (report,) = [item for item in out if type(item) is CarrierScans]
-    assert report.minutes == {("SF", T0 // M): [3, T0, T0 + 40_000],
-                              ("SF", T0 // M + 1): [3, T0 + 60_000, T0 + 100_000]}
+    assert {minute: unpacked_minute(minute, packed)
+            for minute, packed in report.minutes["SF"].items()} == {
+        T0 // M: (3, T0, T0 + 40_000), T0 // M + 1: (3, T0 + 60_000, T0 + 100_000)}
+    assert list(report.minutes) == ["SF"]
     assert report.latest == {"SF": T0 + 100_000}
     assert report.in_flight == {"SF": 2}  # W2 was signed
 
