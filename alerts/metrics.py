@@ -20,7 +20,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from models.shard import MAX_CARRIERS  # carriers with a scan-age series
 
-INPUT_TOPICS = ("scans", "disputes", "weather")
+INPUT_TOPICS = ("scans", "disputes", "weather", "shipments", "merchant-actions")
 OUTCOMES = ("accepted", "duplicate", "rejected", "late")
 # Each alert type with the severities it is raised at: its series exist at 0 from the start.
 ALERT_SEVERITIES = {
@@ -29,7 +29,11 @@ ALERT_SEVERITIES = {
     "ROUTE_DAMAGE_RATE": ("WARNING", "CRITICAL"),
     "WEATHER_DELAY_CLUSTER": ("WARNING", "CRITICAL"),
     "FEED_SILENT": ("CRITICAL",),
+    "PICKUP_OVERDUE": ("WARNING",),
+    "PROMISE_MISSED": ("WARNING",),
+    "DISPUTE_UNANSWERED": ("CRITICAL",),
 }
+HOUR_S = 3600
 NOTIFICATION_OUTCOMES = ("emitted",)
 
 
@@ -85,6 +89,12 @@ class Metrics:
         self.webhook_seconds = Histogram(
             "parcelwatch_webhook_request_seconds", "Duration of one webhook request.",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=registry)
+        self.merchant_response = Histogram(
+            "parcelwatch_merchant_response_seconds",
+            "Event time from an alert under an SLA (sla_alert_types) to its merchant's first "
+            "answer (a merchant-actions record).",
+            buckets=tuple(h * HOUR_S for h in (1, 2, 4, 8, 12, 24, 48, 72, 168)),
+            registry=registry)
         self.consumer_lag = Gauge(
             "parcelwatch_kafka_consumer_lag_records",
             "Records of an input partition not yet read (as of its last fetch).",

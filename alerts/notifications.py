@@ -137,11 +137,13 @@ class Notifier:
             coupon_amount=f"{self.coupon_amount:g}",
             place=self._place(alert),
         )
-        if "dwell_hours" in details:
-            fields["dwell_hours"] = f"{details['dwell_hours']:g}"
+        for name in ("dwell_hours", "hours_waiting", "hours_waited"):
+            if name in details:
+                fields[name] = f"{details[name]:g}"
         if details.get("cause") is not None:
             fields["cause_text"] = self._cause(details)
-        for name in ("last_scan", "signed", "dispute", "window_start"):
+        for name in ("last_scan", "signed", "dispute", "window_start", "shipped",
+                     "promised_delivery"):
             if details.get(f"{name}_ts") is not None:
                 fields[f"{name}_time"] = self.zoned_time(details[f"{name}_ts"])
         for name in ("risk", "rate", "rate_low", "rate_high", "threshold"):

@@ -25,8 +25,10 @@ from models.events import (
     DisputeKind,
     EpochMs,
     EventId,
+    MerchantAction,
     Scan,
     ScanType,
+    Shipment,
     Waybill,
     WeatherWarning,
     undecodable_reason,
@@ -36,8 +38,10 @@ from models.shard import ShardInput, shard_of
 
 VALUE_LIMIT = 4096
 MASK_MARGIN = 256  # bytes past the cut still read when masking
-CLOCK_TOPICS = ("scans", "disputes")  # weather records do not move event time
-SCHEMAS = {"scans": Scan, "disputes": Dispute, "weather": WeatherWarning}
+# Weather records do not move event time; every other input does.
+CLOCK_TOPICS = ("scans", "disputes", "shipments", "merchant-actions")
+SCHEMAS = {"scans": Scan, "disputes": Dispute, "weather": WeatherWarning, "shipments": Shipment,
+           "merchant-actions": MerchantAction}
 
 
 class ScanHead(msgspec.Struct, frozen=True, gc=False):
@@ -60,7 +64,26 @@ class DisputeHead(msgspec.Struct, frozen=True, gc=False):
     kind: DisputeKind
 
 
-HEADS = {"scans": ScanHead, "disputes": DisputeHead}
+class ShipmentHead(msgspec.Struct, frozen=True, gc=False):
+    """A shipment's routing fields (see `ScanHead`; the full decode checks the rest)."""
+
+    event_id: EventId
+    waybill: Waybill
+    ts: EpochMs
+
+
+class ActionHead(msgspec.Struct, frozen=True, gc=False):
+    """A merchant action's routing fields: it goes to the shard of the waybill it names,
+    else of its merchant (any shard will do: the global step judges it)."""
+
+    event_id: EventId
+    merchant_id: str
+    ts: EpochMs
+    waybill: Waybill | None = None
+
+
+HEADS = {"scans": ScanHead, "disputes": DisputeHead, "shipments": ShipmentHead,
+         "merchant-actions": ActionHead}
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -111,7 +134,8 @@ class BatchRouter:
                 dead.append(self.letters.make(batch.topic, batch.partition, record,
                                               self._reason(batch.topic, record[2])))
                 continue
-            waybill, ts = found.waybill, found.ts
+            # Every other head's waybill is required, so only an action's may be missing.
+            waybill, ts = found.waybill or found.merchant_id, found.ts
             if max_ts is None or ts > max_ts:
                 max_ts = ts
             shard = shard_of(waybill, shards)

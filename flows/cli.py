@@ -94,17 +94,20 @@ def run(brokers, config, from_beginning, exit_at_end, state_dir, process_id,
 @click.option("--scans", type=existing_file, required=True, help="Scans, JSON Lines.")
 @click.option("--disputes", type=existing_file, help="Disputes, JSON Lines.")
 @click.option("--weather", type=existing_file, help="Weather warnings, JSON Lines.")
+@click.option("--shipments", type=existing_file, help="Shipments, JSON Lines.")
+@click.option("--merchant-actions", type=existing_file, help="Merchant actions, JSON Lines.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Directory for the output files.")
 @config_option
-def replay(scans, disputes, weather, out, config) -> None:
+def replay(scans, disputes, weather, shipments, merchant_actions, out, config) -> None:
     """The same detectors over files; writes alerts.jsonl and the other outputs into OUT."""
     from alerts.metrics import metrics
     from flows.runner import replay as replay_files
 
     settings = load_settings(config)
     inputs = {name: path for name, path in
-              (("scans", scans), ("disputes", disputes), ("weather", weather)) if path}
+              (("scans", scans), ("disputes", disputes), ("weather", weather),
+               ("shipments", shipments), ("merchant-actions", merchant_actions)) if path}
     replay_files(settings, inputs, out, metrics())
     click.echo(f"outputs written to {out}")
 

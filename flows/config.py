@@ -28,6 +28,8 @@ class Topics(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     scans: str = "scans"
     disputes: str = "disputes"
     weather: str = "weather"
+    shipments: str = "shipments"
+    merchant_actions: str = "merchant-actions"
     alerts: str = "alerts"
     merchant_notifications: str = "merchant-notifications"
     route_scores: str = "route-scores"
@@ -44,7 +46,8 @@ class Topics(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
         }
 
     def inputs(self) -> dict[str, str]:
-        return {"scans": self.scans, "disputes": self.disputes, "weather": self.weather}
+        return {"scans": self.scans, "disputes": self.disputes, "weather": self.weather,
+                "shipments": self.shipments, "merchant-actions": self.merchant_actions}
 
 
 class MetricsConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -35,6 +35,7 @@ from connectors.decode import BatchRouter, ShardDecoder
 from connectors.records import OutputBatch, OutputRecord
 from flows.config import Settings
 from models.aggregate import Aggregate
+from models.answers import MerchantResponse
 from models.cluster_step import ClusterOutbox, ClusterStep
 from models.detection import Detection
 from models.events import WeatherWarning
@@ -47,7 +48,7 @@ AGGREGATE_KEY = "aggregate"  # the one key of the global step
 CLUSTERS_KEY = "clusters"    # the one key of the delay clusters' step
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
-STATE_FORMAT = 10
+STATE_FORMAT = 11
 
 
 def snapshot_of(state) -> bytes:
@@ -161,6 +162,9 @@ class RecordMaker:
     def __call__(self, keyed: tuple[str, Detection | RouteScores],
                  ) -> list[OutputRecord | OutputBatch]:
         found = keyed[1]
+        if type(found) is MerchantResponse:
+            self.metrics.merchant_response.observe(found.seconds)
+            return []
         if type(found) is RouteScores:  # the route scores of one interval, encoded
             return [OutputBatch("route-scores", found.records, found.window_end_ts, now_ms())]
         alert = to_alert(found, now_ms())
@@ -176,7 +180,8 @@ class RecordMaker:
 
 def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions: list[str],
                metrics: Metrics, idle_advance: bool, recovery: bool) -> Dataflow:
-    """`clock_partitions`: every scans/disputes partition, as "topic/partition". `recovery`:
+    """`clock_partitions`: every input partition that moves event time (all but weather), as
+    "topic/partition". `recovery`:
     the run keeps recovery state, so the stateful steps' snapshots are worth taking."""
     thresholds = settings.thresholds
     idle_every = timedelta(seconds=settings.idle_check_seconds) if idle_advance else None

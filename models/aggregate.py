@@ -17,11 +17,12 @@ from __future__ import annotations
 import heapq
 from itertools import chain
 
+from models.answers import AFTER_TIES, MerchantAnswers, WaitEnds
 from models.cluster_step import ClusterOutbox
 from models.clusters import ClusterBoard
 from models.detection import Detection
 from models.dispute_rates import DisputeRates
-from models.events import WeatherWarning
+from models.events import MerchantAction, WeatherWarning
 from models.feeds import CarrierFeeds
 from models.messages import (
     CarrierScans,
@@ -68,6 +69,7 @@ class Aggregate:
         self.rates = DisputeRates(thresholds)
         self.clusters = ClusterBoard(thresholds) if clusters is None else clusters
         self.feeds = CarrierFeeds(thresholds)
+        self.answers = MerchantAnswers(thresholds)
         self.caught_up_is_the_end = caught_up_is_the_end
 
     def resume(self) -> None:
@@ -108,6 +110,16 @@ class Aggregate:
                 self.route_seq[shard] += 1
                 self.outbox[shard] = []
         return out
+
+    def _open_waits(self, found: list) -> None:
+        """Alerts under an SLA among `found` begin their wait for the merchant, judged in
+        event-time order with the rest (after the actions of the same ms)."""
+        for detection in found:
+            if type(detection) is Detection:
+                ends = self.answers.opened(detection)
+                if ends is not None:
+                    self.seq += 1
+                    heapq.heappush(self.heap, (ends.judge_at, AFTER_TIES + self.seq, ends))
 
     @staticmethod
     def _due(item) -> int:
@@ -153,7 +165,10 @@ class Aggregate:
             self._apply(heapq.heappop(heap)[2], out)
 
     def _apply(self, item, out: list) -> None:
+        found = len(out)
         MESSAGES[type(item)][1](self, item, out)
+        if len(out) > found:
+            self._open_waits(out[found:])
         if self.feeds.releases:
             self._wait_for_releases()
 
@@ -198,8 +213,9 @@ class Aggregate:
             return
         self.heap = [entry for entry in self.heap if type(entry[2]) is not DisputeCandidate]
         heapq.heapify(self.heap)
-        for _, _, claim in sorted(waiting):
-            out.append(self._claim(claim))
+        claims = [self._claim(claim) for _, _, claim in sorted(waiting)]
+        out += claims
+        self._open_waits(claims)
 
     def _claim(self, claim: DisputeCandidate) -> Detection:
         hub_key, carrier_key = self._keys(claim.hub_id, claim.carrier)
@@ -248,4 +264,6 @@ MESSAGES = {
     ParcelVerdict: ("decided_at", lambda self, item, out: self.feeds.verdict(
         item.detection, item.decided_at, out)),
     DisputeCandidate: ("dispute_ts", lambda self, item, out: out.append(self._claim(item))),
+    MerchantAction: ("ts", lambda self, item, out: self.answers.on_action(item, out)),
+    WaitEnds: ("judge_at", lambda self, item, out: self.answers.on_wait_end(item, out)),
 }

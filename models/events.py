@@ -81,6 +81,39 @@ class WeatherWarning(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     severity: Annotated[int, msgspec.Meta(ge=1, le=4)]
 
 
+class Shipment(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """The merchant handed a parcel over (topic `shipments`): it exists before its first scan."""
+
+    event_id: EventId
+    waybill: Waybill
+    carrier: Carrier
+    merchant_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    order_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    ts: EpochMs
+    promised_delivery_ts: EpochMs | None = None
+
+
+ActionCode = Literal[
+    "URGE_CARRIER", "OFFER_COUPON", "PROACTIVE_DELAY_NOTICE", "VERIFY_SIGNATURE",
+    "CONTACT_BUYER", "RESHIP", "FILE_CARRIER_CLAIM", "SWITCH_CARRIER", "URGE_PICKUP",
+    "ACKNOWLEDGED",
+]
+
+
+class MerchantAction(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """What a merchant did about an alert (topic `merchant-actions`), naming it by
+    `alert_id`, or by `waybill` (+ `alert_type`). `note` may hold personal data."""
+
+    event_id: EventId
+    merchant_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    action: ActionCode
+    ts: EpochMs
+    alert_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    waybill: Waybill | None = None
+    alert_type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    note: str | None = None
+
+
 def undecodable_reason(exc: Exception) -> str:
     """The dead-letter reason for a record that failed to decode. Decoding is one msgspec call
     on the record's bytes, so whatever it raises (invalid JSON or schema, invalid UTF-8,
@@ -92,4 +125,4 @@ def undecodable_reason(exc: Exception) -> str:
 
 # gc=False: records hold only scalars and strings, so the collector never needs to walk them.
 
-Event = Scan | Dispute | WeatherWarning
+Event = Scan | Dispute | WeatherWarning | Shipment | MerchantAction

@@ -58,6 +58,12 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     forget_after_days: NonNegative = 15
     # How long a stalled parcel that already alerted is kept waiting for a scan that resolves it.
     stale_after_days: Positive = 30
+    # The merchant's side (0.5): a shipment with no scan this long after it is
+    # PICKUP_OVERDUE; an alert of these types with no merchant action this long after it is
+    # DISPUTE_UNANSWERED (the platform steps in).
+    pickup_timeout_hours: Positive = 24
+    merchant_response_hours: Positive = 24
+    sla_alert_types: tuple[str, ...] = ("SIGNED_DISPUTED",)
 
     @property
     def no_movement_ms(self) -> int:
@@ -98,3 +104,11 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     @property
     def stale_after_ms(self) -> int:
         return round(self.stale_after_days * DAY_MS)
+
+    @property
+    def pickup_timeout_ms(self) -> int:
+        return round(self.pickup_timeout_hours * HOUR_MS)
+
+    @property
+    def merchant_response_ms(self) -> int:
+        return round(self.merchant_response_hours * HOUR_MS)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from models.detection import Detection
-from models.events import Dispute, Scan
+from models.events import Dispute, MerchantAction, Scan, Shipment
 from models.messages import ONE_SCAN, CarrierScans, ParcelVerdict, ShardTick
 from models.parcels import ACTIVE, STALLED
 from models.settings import MINUTE_MS, Thresholds
@@ -23,7 +23,8 @@ from models.tracking import DUPLICATE, ParcelTracker
 from models.watermark import Watermark
 
 MAX_CARRIERS = 256  # carriers whose latest scan a shard follows
-RECORD_TOPICS = {Dispute: "disputes"}  # records besides scans, by the topic they come from
+# Records besides scans, by the topic they come from.
+RECORD_TOPICS = {Dispute: "disputes", Shipment: "shipments", MerchantAction: "merchant-actions"}
 
 
 def shard_of(waybill: str, shards: int) -> int:

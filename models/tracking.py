@@ -22,15 +22,18 @@ from __future__ import annotations
 
 from models.detectors import Detector, Prior
 from models.detectors.delays import DelayWatch
+from models.detectors.merchant_actions import MerchantActionRelay
 from models.detectors.no_movement import NoMovementDetector
+from models.detectors.shipments import ShipmentWatch
 from models.detectors.signing import DisputeMatcher
-from models.events import TERMINAL_SCAN_TYPES, Scan
+from models.events import TERMINAL_SCAN_TYPES, Scan, Shipment
 from models.forgotten import ForgottenWaybills
 from models.parcels import ACTIVE, FINISHED, FREE, NO_TIMER, SCAN_TYPE_CODE, STALLED, ParcelTable
 from models.settings import Thresholds
 
 # Every per-parcel detector, in the order each sees a scan or a due row.
-DETECTORS: tuple[type[Detector], ...] = (NoMovementDetector, DelayWatch, DisputeMatcher)
+DETECTORS: tuple[type[Detector], ...] = (NoMovementDetector, DelayWatch, DisputeMatcher,
+                                         ShipmentWatch, MerchantActionRelay)
 
 # What `on_scan` returns instead of a row.
 DUPLICATE = -1   # a repeated event id: nothing changed
@@ -123,6 +126,8 @@ class ParcelTracker:
         handler = self.handlers.get(type(record))
         if handler is None:
             raise TypeError(f"no detector consumes {type(record).__name__}")
+        if type(record) is Shipment and record.waybill in self.forgotten:
+            return False  # a late shipment of a parcel long finished: nothing to ask
         return handler(record, out)
 
     def _move(self, row: int, scan: Scan, hub: int, prior: Prior) -> None:
