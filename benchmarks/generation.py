@@ -22,7 +22,7 @@ from benchmarks.writers import progress_bar
 
 
 def measure(parcels: int, days: float, seed: int, show_progress: bool = True) -> dict:
-    scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed))
+    scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed, merchant=None))
     records: Counter[str] = Counter()
     started = time.perf_counter()
     with progress_bar(transient=not show_progress) as bar:

@@ -1,4 +1,5 @@
-"""Synthetic scan, dispute and weather streams with their ground truth.
+"""Synthetic scan, dispute, weather, shipment and merchant-action streams with their ground
+truth.
 
 Parcels are generated in order of pickup time and their records released in order of
 arrival (event time plus a small random delay, so the stream is locally out of order by at
@@ -35,6 +36,7 @@ from benchmarks.geography import (
     hub_id,
     hub_position,
 )
+from benchmarks.merchant_side import MerchantConfig, MerchantSide
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -109,6 +111,11 @@ class Backfill:
 
 
 DEFAULT_BACKFILL = Backfill()
+DEFAULT_MERCHANT = MerchantConfig()
+# The backfilled parcels' merchant side: the platform's own records were read on time, so
+# none comes with the backfill; their claims, read late, go unanswered.
+CLAIMS_ONLY = MerchantConfig(shipped_share=0, never_picked_up_rate=0, prompt_answer_rate=0,
+                             late_answer_rate=0)
 FEED_SILENCE_MINUTES = 120  # the contract's feed_silence_minutes: the truth is cut at it
 FEED_MIN_EXPECTED_SCANS = 50  # and its feed_min_expected_scans
 
@@ -138,6 +145,8 @@ class ScenarioConfig:
     outage: Outage | None = None               # a carrier's feed going dark, then backfilled
     backfill: Backfill | None = None           # a second scenario read days late
     feed_min_expected_scans: float = FEED_MIN_EXPECTED_SCANS  # the truth of feed silences
+    # Shipments and merchant actions (None: scans, claims and weather only).
+    merchant: MerchantConfig | None = DEFAULT_MERCHANT
 
 
 @dataclass
@@ -169,6 +178,8 @@ class Scenario:
         # Each carrier's scans by minute of ts: [count, smallest ts, largest ts], for the
         # feed silences the contract's definition finds in them.
         self._feed_minutes: dict[str, dict[int, list[int]]] = {}
+        self.merchant = (None if config.merchant is None
+                         else MerchantSide(config.merchant, config.seed, self._next))
 
     # -- public --------------------------------------------------------------------------
 
@@ -190,7 +201,8 @@ class Scenario:
             return None
         return Scenario(replace(cfg, parcels=max(1, round(backfill.share * cfg.parcels)),
                                 days=backfill.days, seed=cfg.seed + 50, storms=(),
-                                peaks=False, resume_rate=0.0, outage=None, backfill=None))
+                                peaks=False, resume_rate=0.0, outage=None, backfill=None,
+                                merchant=CLAIMS_ONLY))
 
     def _read_late(self, late: Scenario) -> Iterator[tuple]:
         """The second scenario's arrivals, moved to the backfill's reading."""
@@ -205,10 +217,12 @@ class Scenario:
         heap: list = [self._warning(n, storm) for n, storm in enumerate(cfg.storms)
                       if storm.warning is not None]
         heapq.heapify(heap)
+        # A parcel's records begin this long before its pickup (its shipment).
+        ahead = 0 if cfg.merchant is None else 72 * HOUR
         for i, offset in enumerate(self._pickup_offsets()):
             created = cfg.start_ts + offset
             self.parcels_started = i + 1
-            while heap and heap[0][0] <= created:
+            while heap and heap[0][0] <= created - ahead:
                 yield heapq.heappop(heap)
             for item in self._parcel(i, created):
                 heapq.heappush(heap, item)
@@ -243,10 +257,11 @@ class Scenario:
             first = last
 
     def _next(self, at: int, topic: str, key: str, record, carrier: str | None = None,
-              ) -> tuple:
-        """An item for the arrival heap; `carrier`: whose scan it is (for its outage)."""
+              rng: random.Random | None = None) -> tuple:
+        """An item for the arrival heap; `carrier`: whose scan it is (for its outage);
+        `rng`: the random stream it draws its delay from (the scans' by default)."""
         self._seq += 1
-        arrival = at + self.rng.randrange(int(self.config.disorder_minutes * MINUTE) + 1)
+        arrival = at + (rng or self.rng).randrange(int(self.config.disorder_minutes * MINUTE) + 1)
         outage = self.config.outage
         if outage is not None and carrier == outage.carrier:
             start, end = self._outage_window()
@@ -430,6 +445,8 @@ class Scenario:
                 items.append(self._next(ts, "scans", waybill, self._junk(record), carrier))
             self._max_ts = max(self._max_ts, ts)
         self._expect(waybill, steps)
+        if self.merchant is not None:
+            items += self.merchant.for_parcel(i, carrier, waybill, merchant, order, steps)
         last_kind, last_ts, _, last_extra = steps[-1]
         if last_kind == "SIGNED":
             self.truth.counts["deliveries"] += 1
@@ -441,6 +458,8 @@ class Scenario:
                 items.append(item)
                 self.truth.alerts.append({"type": "SIGNED_DISPUTED", "status": "FIRING",
                                           "waybill": waybill, "event_ts": ts})
+                if self.merchant is not None:
+                    items += self.merchant.answer(waybill, merchant, ts)
             elif rng.random() < cfg.wrong_item_rate:
                 items.append(self._dispute(waybill, merchant, order, last_ts, "WRONG_ITEM")[0])
         elif last_kind != "RETURNED" and rng.random() < 0.2:
@@ -559,8 +578,9 @@ class Scenario:
                                   "event_ts": event_ts})
 
     def _finish_truth(self) -> None:
-        watermark = self._max_ts - int(self.config.allowed_lateness_minutes * MINUTE)
+        watermark = self._latest_ts() - int(self.config.allowed_lateness_minutes * MINUTE)
         self._trailing_stalls(watermark)
+        self._merchant_truth(watermark)
         if self._late is not None:
             self._take_truth_of(self._late, watermark)
         self.truth.counts["final_watermark"] = watermark
@@ -577,6 +597,16 @@ class Scenario:
                 "waybills": sorted(self._held[storm])})
             self.truth.counts["storm_held_parcels"] += len(self._held[storm])
 
+    def _latest_ts(self) -> int:
+        """The largest ts of every input that moves event time."""
+        latest = self._max_ts if self.merchant is None else max(self._max_ts,
+                                                                 self.merchant.max_ts)
+        return latest if self._late is None else max(latest, self._late._latest_ts())
+
+    def _merchant_truth(self, watermark: int) -> None:
+        if self.merchant is not None:
+            self.truth.alerts += self.merchant.truth(watermark)
+
     def _trailing_stalls(self, watermark: int) -> None:
         limit = int(self.config.no_movement_hours * HOUR)
         for waybill, last_ts in self._trailing:
@@ -587,6 +617,7 @@ class Scenario:
         """The backfilled scenario's truth as of this one's end: its parcels are judged by
         the same watermark, its scans count in their carriers' feeds by ts."""
         late._trailing_stalls(watermark)
+        late._merchant_truth(watermark)
         self.truth.alerts += late.truth.alerts
         self.truth.stalls += late.truth.stalls
         self.truth.route_deliveries += late.truth.route_deliveries

@@ -60,7 +60,8 @@ def measure(events: int, interval: float, seed: int = 7) -> dict:
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as work:
         settings = load_settings(environ={}, brokers=broker.bootstrap)
         kafka_partitions(settings)
-        records = produce(Scenario(ScenarioConfig(parcels=parcels, days=30, seed=seed)),
+        config = ScenarioConfig(parcels=parcels, days=30, seed=seed, merchant=None)
+        records = produce(Scenario(config),
                           client_config(broker.bootstrap), settings.topics.inputs())
         state = Path(work) / "state"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}

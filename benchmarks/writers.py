@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from benchmarks.scenario import Scenario
 
-INPUT_TOPICS = ("scans", "disputes", "weather")
+INPUT_TOPICS = ("scans", "disputes", "weather", "shipments", "merchant-actions")
 
 
 def progress_bar(transient: bool = False) -> Progress:
@@ -43,7 +43,8 @@ def write_truth(scenario: Scenario, out_dir: Path) -> None:
 
 
 def write_files(scenario: Scenario, out_dir: Path, show_progress: bool = True) -> dict[str, Path]:
-    """scans.jsonl, disputes.jsonl, weather.jsonl, truth.jsonl and summary.json in out_dir."""
+    """A JSON Lines file per input (scans.jsonl, ..., merchant-actions.jsonl), truth.jsonl and
+    summary.json in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {topic: out_dir / f"{topic}.jsonl" for topic in INPUT_TOPICS}
     files = {topic: path.open("wb") for topic, path in paths.items()}

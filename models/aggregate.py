@@ -70,6 +70,7 @@ class Aggregate:
         self.clusters = ClusterBoard(thresholds) if clusters is None else clusters
         self.feeds = CarrierFeeds(thresholds)
         self.answers = MerchantAnswers(thresholds)
+        self.reading: int | None = None  # the most advanced shard batch's reading
         self.caught_up_is_the_end = caught_up_is_the_end
 
     def resume(self) -> None:
@@ -90,6 +91,9 @@ class Aggregate:
             elif type(item) is WeatherWarning:
                 self.clusters.on_warning(item)
             else:
+                if type(item) is CarrierScans and item.settled_at is not None and (
+                        self.reading is None or item.settled_at > self.reading):
+                    self.reading = item.settled_at
                 self.seq += 1
                 heapq.heappush(self.heap, (self._due(item), self.seq, item))
         marks = list(self.marks.values())
@@ -100,6 +104,7 @@ class Aggregate:
             if self.caught_up_is_the_end and self.watermark is not None:
                 for onset in self.feeds.finish(self.watermark, out):
                     self.clusters.on_late_onset(onset, self.watermark)
+                self._flush_waits(out)
         if type(self.clusters) is ClusterOutbox:
             calls = self.clusters.take()
             if calls is not None:
@@ -116,10 +121,20 @@ class Aggregate:
         event-time order with the rest (after the actions of the same ms)."""
         for detection in found:
             if type(detection) is Detection:
-                ends = self.answers.opened(detection)
+                ends = self.answers.opened(detection, self.reading)
                 if ends is not None:
                     self.seq += 1
                     heapq.heappush(self.heap, (ends.judge_at, AFTER_TIES + self.seq, ends))
+
+    def _flush_waits(self, out: list) -> None:
+        """Every input is finished: waits held for answers read late are judged now."""
+        held = [entry for entry in self.heap if type(entry[2]) is WaitEnds
+                and entry[2].ends <= self.watermark < entry[0]]
+        if held:
+            self.heap = [entry for entry in self.heap if entry not in held]
+            heapq.heapify(self.heap)
+            for _, _, ends in sorted(held):
+                self.answers.on_wait_end(ends, out)
 
     @staticmethod
     def _due(item) -> int:
@@ -158,6 +173,7 @@ class Aggregate:
             box.append(scoring)
         if at % DAY_MS == 0:
             self.rates.forget_before(at)
+            self.answers.forget_before(at)
 
     def _apply_until(self, ts: int, out: list) -> None:
         heap = self.heap

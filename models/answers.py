@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from models.detection import Detection
 from models.events import MerchantAction
-from models.settings import DAY_MS, HOUR_MS, Thresholds
+from models.settings import HOUR_MS, Thresholds
 
 DISPUTE_UNANSWERED = "DISPUTE_UNANSWERED"
 # On a tie, an action at the very end of a wait is applied before the wait is judged.
@@ -25,10 +25,14 @@ AFTER_TIES = 1 << 62
 
 
 class WaitEnds(NamedTuple):
-    """The end of an alert's wait for its merchant, judged when the watermark passes it."""
+    """The end of an alert's wait for its merchant, judged when the watermark passes
+    `judge_at`: the end itself, or, for an alert found after the reading had passed its end
+    (a claim read late), `allowed_lateness` past where the reading stood, so that answers
+    read with it land first."""
 
     judge_at: int
     alert_id: str
+    ends: int
 
 
 class MerchantResponse(NamedTuple):
@@ -38,10 +42,11 @@ class MerchantResponse(NamedTuple):
 
 
 class _Wait:
-    __slots__ = ("alert", "answered_ts", "fired")
+    __slots__ = ("alert", "answered_ts", "fired", "kept_until")
 
-    def __init__(self, alert: Detection):
+    def __init__(self, alert: Detection, kept_until: int):
         self.alert = alert
+        self.kept_until = kept_until          # forgotten once the watermark passes this
         self.answered_ts: int | None = None   # the first answering action's ts
         self.fired = False
 
@@ -50,27 +55,30 @@ class MerchantAnswers:
     def __init__(self, thresholds: Thresholds):
         self.types = frozenset(thresholds.sla_alert_types)
         self.wait_ms = thresholds.merchant_response_ms
+        self.lateness = thresholds.lateness_ms
         self.keep_ms = thresholds.dispute_window_ms
         self.waits: dict[str, _Wait] = {}              # alert id -> its wait
         self.latest: dict[str, str] = {}               # waybill -> its latest SLA alert's id
         self.early: dict[str, list[MerchantAction]] = {}  # alert id or waybill -> actions
-        self.pruned_day: int | None = None
 
-    def opened(self, alert: Detection) -> WaitEnds | None:
-        """A detection the step made: if it is a FIRING under an SLA, its wait begins."""
+    def opened(self, alert: Detection, reading: int | None) -> WaitEnds | None:
+        """A detection the step made: if it is a FIRING under an SLA, its wait begins.
+        `reading`: the largest ts the inputs have been read to (less the lateness)."""
         if alert.status != "FIRING" or alert.type not in self.types:
             return None
         alert_id = alert.alert_id
         if alert_id in self.waits:  # a re-emission keeps its wait
             return None
-        wait = self.waits[alert_id] = _Wait(alert)
+        ends = alert.event_ts + self.wait_ms
+        judge_at = reading + self.lateness if reading is not None and ends <= reading else ends
+        wait = self.waits[alert_id] = _Wait(alert, judge_at + self.keep_ms)
         if alert.waybill is not None:
             self.latest[alert.waybill] = alert_id
         kept = [*self.early.pop(alert_id, ()), *self._early_of_waybill(alert)]
         answers = [action.ts for action in kept if action.ts >= alert.event_ts]
         if answers:
             wait.answered_ts = min(answers)
-        return WaitEnds(alert.event_ts + self.wait_ms, alert_id)
+        return WaitEnds(judge_at, alert_id, ends)
 
     def _early_of_waybill(self, alert: Detection) -> list[MerchantAction]:
         kept = self.early.get(alert.waybill or "")
@@ -87,7 +95,6 @@ class MerchantAnswers:
 
     def on_action(self, action: MerchantAction, out: list) -> None:
         """An action, applied at its ts."""
-        self._prune(action.ts)
         if action.alert_type is not None and action.alert_type not in self.types:
             return  # about an alert without an SLA
         alert_id = action.alert_id or self.latest.get(action.waybill or "")
@@ -106,11 +113,10 @@ class MerchantAnswers:
             del self.waits[alert_id]
 
     def on_wait_end(self, item: WaitEnds, out: list) -> None:
-        self._prune(item.judge_at)
         wait = self.waits.get(item.alert_id)
         if wait is None or wait.fired:
             return
-        ends = wait.alert.event_ts + self.wait_ms
+        ends = item.ends
         if wait.answered_ts is not None and wait.answered_ts <= ends:
             del self.waits[item.alert_id]  # answered in time
             return
@@ -120,16 +126,13 @@ class MerchantAnswers:
             out.append(self._detection(wait, "RESOLVED", wait.answered_ts))
             del self.waits[item.alert_id]
 
-    def _prune(self, now: int) -> None:
-        """Once a day of event time: waits and kept actions past the dispute window go."""
-        day = now // DAY_MS
-        if day == self.pruned_day:
-            return
-        self.pruned_day = day
-        horizon = now - self.keep_ms - self.wait_ms
-        for alert_id in [i for i, w in self.waits.items() if w.alert.event_ts < horizon]:
+    def forget_before(self, watermark: int) -> None:
+        """(Daily) waits judged more than `dispute_window_days` ago, and kept actions older
+        than that, go: nothing can answer them any more."""
+        for alert_id in [i for i, w in self.waits.items() if w.kept_until < watermark]:
             del self.waits[alert_id]
         self.latest = {w: i for w, i in self.latest.items() if i in self.waits}
+        horizon = watermark - self.keep_ms
         early = {key: [a for a in actions if a.ts >= horizon]
                  for key, actions in self.early.items()}
         self.early = {key: actions for key, actions in early.items() if actions}

@@ -58,7 +58,7 @@ class Feed:
         self.resumed_at: int | None = None      # watermark when a scan was read again
         self.release_at: int | None = None      # when what it holds goes out (+ the grace)
         self.backfilled = 0                     # late scans read since
-        self.held: dict[str, Detection] = {}            # subject -> held FIRING
+        self.held: dict[tuple[str, str], Detection] = {}  # (type, subject) -> held FIRING
         self.held_onsets: dict[str, DelayOnset] = {}    # waybill -> held delay onset
         self.in_flight: dict[int, int] = {}     # shard -> its parcels on their way, last told
 
@@ -240,9 +240,9 @@ class CarrierFeeds:
         if feed is None or not feed.holding:
             out.append(detection)
         elif detection.status == "FIRING":
-            feed.held[detection.subject] = detection
+            feed.held[detection.type, detection.subject] = detection
         else:
-            fired = feed.held.pop(detection.subject, None)
+            fired = feed.held.pop((detection.type, detection.subject), None)
             if fired is None:  # it fired before the outage: its RESOLVED goes out
                 out.append(detection)
             elif detection.event_ts >= fired.event_ts:  # the parcel did sit that long

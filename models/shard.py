@@ -122,7 +122,7 @@ class Shard:
                     batch_latest[carrier] = ts
             else:
                 topic = RECORD_TOPICS[type(event)]
-                if on_record(event, out):
+                if on_record(event, out, settled):
                     outcome = "duplicate"
                 elif watermark is not None and event.ts < watermark:
                     outcome = "late"

@@ -120,7 +120,7 @@ class ParcelTracker:
         hold = self.held.get(row)
         self.parcels.set_timer(row, at if hold is None else max(at, hold))
 
-    def on_record(self, record, out: list) -> bool:
+    def on_record(self, record, out: list, settled: int | None = None) -> bool:
         """A record other than a scan, for the detector that consumes its type; True if it
         repeats one already read."""
         handler = self.handlers.get(type(record))
@@ -128,7 +128,7 @@ class ParcelTracker:
             raise TypeError(f"no detector consumes {type(record).__name__}")
         if type(record) is Shipment and record.waybill in self.forgotten:
             return False  # a late shipment of a parcel long finished: nothing to ask
-        return handler(record, out)
+        return handler(record, out, settled)
 
     def _move(self, row: int, scan: Scan, hub: int, prior: Prior) -> None:
         """The trip after the scan: the latest scan (newest in event time), the status."""

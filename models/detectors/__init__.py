@@ -49,8 +49,9 @@ class Detector:
     def on_scan(self, row: int, scan, hub: int, prior: Prior, out: list) -> None:
         """An accepted scan of the parcel in `row`; `hub`: its hub's string code (0: none)."""
 
-    def on_record(self, record, out: list) -> bool:
-        """A record of one of `records`; True if it repeats one already read."""
+    def on_record(self, record, out: list, settled: int | None = None) -> bool:
+        """A record of one of `records`, read in a batch that moves the reading to `settled`
+        (a late record's deadlines wait from there); True if it repeats one already read."""
         raise TypeError(f"{type(self).__name__} does not consume {type(record).__name__}")
 
     def deadline(self, row: int) -> int:

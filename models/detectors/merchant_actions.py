@@ -26,7 +26,7 @@ class MerchantActionRelay(Detector):
         self.seen: dict[str, int] = {}   # action event id -> ts
         self.pruned_day: int | None = None
 
-    def on_record(self, action: MerchantAction, out: list) -> bool:
+    def on_record(self, action: MerchantAction, out: list, settled: int | None = None) -> bool:
         if action.event_id in self.seen:
             return True
         self.seen[action.event_id] = action.ts

@@ -70,13 +70,13 @@ class ShipmentWatch(Detector):
 
     # -- shipments -----------------------------------------------------------------------
 
-    def on_record(self, shipment: Shipment, out: list) -> bool:
+    def on_record(self, shipment: Shipment, out: list, settled: int | None = None) -> bool:
         table = self.parcels
         waybill = shipment.waybill
         row = table.find(waybill)
         if waybill in self.waiting or (row >= 0 and table.promise[row] & SHIPPED):
             return True
-        hold = self._hold_for(shipment)
+        hold = self._hold_for(shipment, settled)
         deadline = shipment.ts + self.timeout
         self._ask(max(deadline, hold), PICKUP, waybill, deadline, shipment)
         if row >= 0:
@@ -85,11 +85,12 @@ class ShipmentWatch(Detector):
             self.waiting[waybill] = Waiting(shipment, hold)
         return False
 
-    def _hold_for(self, shipment: Shipment) -> int:
-        """A late shipment's deadlines wait for the backfill around it (0: not late)."""
+    def _hold_for(self, shipment: Shipment, settled: int | None) -> int:
+        """A late shipment's deadlines wait for the backfill around it, from where the
+        reading stood (0: not late)."""
         watermark = self.watermark
         if watermark is not None and shipment.ts < watermark:
-            return watermark + self.lateness
+            return max(watermark, settled or watermark) + self.lateness
         return 0
 
     def _ask(self, at: int, what: int, waybill: str, deadline: int,

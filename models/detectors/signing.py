@@ -137,7 +137,7 @@ class DisputeMatcher(Detector):
 
     # -- disputes ------------------------------------------------------------------------
 
-    def on_record(self, dispute: Dispute, out: list) -> bool:
+    def on_record(self, dispute: Dispute, out: list, settled: int | None = None) -> bool:
         """Queue a claim until the watermark passes it; repeats of an event id are ignored."""
         if dispute.event_id in self.seen:  # claims are few: keep their ids whole
             return True
