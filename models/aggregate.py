@@ -146,6 +146,9 @@ class Aggregate:
 
     def _advance(self, watermark: int, out: list) -> None:
         if self.watermark is not None and watermark <= self.watermark:
+            # What came in due already (a late record's verdict in a shard's last batch)
+            # is applied now, not when time next moves: at the end of input it never does.
+            self._apply_until(self.watermark, out)
             return
         self.watermark = watermark
         if self.next_score is None and self.heap:

@@ -44,11 +44,15 @@ def replayed(scenario, tmp_path_factory):
     """The `replay` command's outputs on the session scenario."""
     _, paths = scenario
     out = tmp_path_factory.mktemp("replayed")
-    result = cli("replay", "--scans", paths["scans"], "--disputes", paths["disputes"],
-                 "--weather", paths["weather"], "--out", out)
+    result = cli("replay", *replay_inputs(paths), "--out", out)
     assert result.returncode == 0, result.stderr
     return {name: read_jsonl(out / f"{name}.jsonl") for name in
             ("alerts", "merchant-notifications", "dead-letter", "route-scores")}
+
+
+def replay_inputs(paths: dict[str, Path]) -> list:
+    """`replay`'s input options for a scenario written by `write_files`."""
+    return [arg for role, path in paths.items() for arg in (f"--{role}", path)]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -76,8 +80,8 @@ def cli(*args, env: dict[str, str] | None = None, timeout: float = 300):
 
 def topic_settings(prefix: str) -> dict[str, str]:
     """Topic names of their own for one test, so tests sharing the broker never mix."""
-    names = ("scans", "disputes", "weather", "alerts", "merchant_notifications",
-             "route_scores", "dead_letter")
+    names = ("scans", "disputes", "weather", "shipments", "merchant_actions", "alerts",
+             "merchant_notifications", "route_scores", "dead_letter")
     return {f"topics__{name}": f"{prefix}-{name}" for name in names}
 
 

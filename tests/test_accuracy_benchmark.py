@@ -23,7 +23,14 @@ def test_accuracy_benchmark_scores_every_detector_and_writes_its_report(tmp_path
     assert default_again["NO_MOVEMENT"] == defaults["NO_MOVEMENT"]
     # A sweep run keeps the delays of the detector it tunes, and only those.
     assert [d for d, f in short.items() if "delays_hours" in f] == ["NO_MOVEMENT"]
-    assert set(defaults) == set(accuracy.DETECTORS)
+    assert set(defaults) == {*accuracy.DETECTORS, *accuracy.MERCHANT_SIDE}
+    # The merchant's side is exact: every case at its time, nothing else, each resolution too.
+    for kind in accuracy.MERCHANT_SIDE:
+        figures = defaults[kind]
+        assert (figures["false_alarms"], figures["missed"], figures["resolved_wrong"]) == (
+            0, 0, 0), kind
+        assert figures["resolved"] == figures["resolved_expected"], kind
+    assert defaults["PICKUP_OVERDUE"]["found"] > 0 and defaults["PROMISE_MISSED"]["found"] > 0
     stalls = defaults["NO_MOVEMENT"]
     assert stalls["found"] == results["truth"]["stalls"] > 0 and stalls["recall"] == 1.0
     assert stalls["delay_hours_median"] == 72

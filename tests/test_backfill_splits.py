@@ -27,9 +27,11 @@ from models.shard import Shard, ShardInput
 
 SCENARIO = OUTAGE_SCENARIO
 THRESHOLDS = Thresholds(**OUTAGE_THRESHOLDS)
-TOPICS = {"scans": "scans", "disputes": "disputes", "weather": "weather"}
-CLOCK = ("scans", "disputes")
-ONE_EACH = {"scans": 1, "disputes": 1, "weather": 1}
+TOPICS = {"scans": "scans", "disputes": "disputes", "weather": "weather",
+          "shipments": "shipments", "merchant-actions": "merchant-actions"}
+CLOCK = ("scans", "disputes", "shipments", "merchant-actions")
+ONE_EACH = dict.fromkeys(TOPICS, 1)
+MERCHANT_SIDE = ("PICKUP_OVERDUE", "PROMISE_MISSED", "DISPUTE_UNANSWERED")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,8 @@ def splits(draw) -> dict:
     most = draw(st.sampled_from([7, 40, 300]))
     skew = draw(st.sampled_from([0, 50, 500]))
     return {"partitions": {"scans": draw(st.integers(1, 4)),
-                           "disputes": draw(st.integers(1, 2)), "weather": 1},
+                           "disputes": draw(st.integers(1, 2)), "weather": 1,
+                           "shipments": draw(st.integers(1, 2)), "merchant-actions": 1},
             "salt": draw(st.integers(0, 2**16)),
             "sizes": draw(st.lists(st.integers(1, most), min_size=1, max_size=20)),
             "jitter": draw(st.lists(st.integers(0, skew), min_size=1, max_size=30))}
@@ -171,6 +174,8 @@ def test_the_reference_read_is_judged_as_the_truth(generated, reference):
     assert firing(reference, "FEED_SILENT") == truth_of(scenario, "FEED_SILENT", "carrier")
     assert (firing(reference, "SIGNED_DISPUTED")
             == truth_of(scenario, "SIGNED_DISPUTED", "waybill"))
+    for kind in MERCHANT_SIDE:
+        assert firing(reference, kind) == truth_of(scenario, kind, "waybill"), kind
 
 
 @settings(max_examples=8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],

@@ -27,6 +27,8 @@ def test_defaults_are_the_contracts():
     assert t.damage_min_deliveries == 50
     assert t.damage_rate_threshold == 0.01
     assert t.score_interval_hours == 1
+    assert (t.pickup_timeout_hours, t.merchant_response_hours) == (24, 24)
+    assert t.sla_alert_types == ("SIGNED_DISPUTED",)
     assert t.no_movement_ms == 72 * 3_600_000
     assert t.lateness_ms == 600_000
     assert s.zone == "Asia/Shanghai"
@@ -36,7 +38,8 @@ def test_defaults_are_the_contracts():
         "alerts": "alerts", "merchant-notifications": "merchant-notifications",
         "route-scores": "route-scores", "dead-letter": "dead-letter"}
     assert s.topics.inputs() == {"scans": "scans", "disputes": "disputes",
-                                 "weather": "weather"}
+                                 "weather": "weather", "shipments": "shipments",
+                                 "merchant-actions": "merchant-actions"}
     assert s.kafka == {}
 
 

@@ -1,5 +1,6 @@
 """One conformance suite for the per-parcel core: every detector of a shard (NO_MOVEMENT, delay
-onsets and ends, signing and claims, damage) and everything the shard hands the global step.
+onsets and ends, signing and claims, damage, PICKUP_OVERDUE and PROMISE_MISSED from shipments)
+and everything the shard hands the global step.
 
 For the same records, whatever the batching, the interleaving of the partitions, and a
 snapshot and restore at any point, a shard must give the same outputs; a RESOLVED must close
@@ -17,14 +18,15 @@ from hypothesis import strategies as st
 from flows.dataflow import restored, snapshot_of
 from models import messages
 from models.detection import Detection
-from models.events import Dispute, Scan
+from models.events import Dispute, Scan, Shipment
 from models.messages import CarrierScans, DelayEnd, DelayOnset, ShardTick, unpacked_minute
 from models.settings import HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
 
 T0 = 1_793_462_400_000
 H, M = HOUR_MS, MINUTE_MS
-SCANS, DISPUTES = "scans/0", "disputes/0"
+SCANS, DISPUTES, SHIPMENTS = "scans/0", "disputes/0", "shipments/0"
+PARTITIONS = ((SCANS, Scan), (DISPUTES, Dispute), (SHIPMENTS, Shipment))
 HUBS = {"H1": (30.27, 120.15), "H2": (30.29, 120.17), "H3": (31.23, 121.47)}
 MOVES = ("DEPART", "ARRIVE", "OUT_FOR_DELIVERY", "DELIVERY_FAILED", "EXCEPTION")
 # Short gaps, dwells under and over 24 h, silences over 72 h; never within a minute of either
@@ -34,6 +36,8 @@ MOVES = ("DEPART", "ARRIVE", "OUT_FOR_DELIVERY", "DELIVERY_FAILED", "EXCEPTION")
 MESSAGE_NAMES = {name for name in dir(messages) if name[0].isupper()}
 GAPS = st.one_of(st.integers(6 * M, 23 * H), st.integers(25 * H, 71 * H),
                  st.integers(73 * H, 120 * H))
+# A shipment's hand-over before the first scan: picked up in time, or late.
+LEADS = st.one_of(st.integers(30 * M, 23 * H), st.integers(25 * H, 60 * H))
 
 
 @st.composite
@@ -65,6 +69,16 @@ def parcels(draw) -> list:
                               proof=draw(st.sampled_from(["PHOTO", "NONE", None])))
             records.append(Scan(event_id=f"{waybill}-{k}", waybill=waybill, carrier="SF",
                                 scan_type=kind, ts=ts, **fields))
+        if draw(st.booleans()):
+            shipped = times[0] - draw(LEADS)
+            waybills = [waybill] + ([f"SF{i:04d}N"] if draw(st.booleans()) else [])  # + never
+            for number, shipped_waybill in enumerate(waybills):
+                promised = draw(st.one_of(st.none(), st.integers(shipped + 6 * H,
+                                                                 shipped + 9 * 24 * H)))
+                records.append(Shipment(event_id=f"{shipped_waybill}-ship", carrier="SF",
+                                        waybill=shipped_waybill, merchant_id="M1",
+                                        order_id=f"O{i}-{number}", ts=shipped,
+                                        promised_delivery_ts=promised))
         if ends == "SIGNED" and draw(st.booleans()):
             kind = draw(st.sampled_from(["NOT_RECEIVED", "DAMAGED"]))
             records.append(Dispute(event_id=f"{waybill}-claim", waybill=waybill,
@@ -95,7 +109,7 @@ def batches_of(draw, stream: list) -> list[list]:
 def schedule(draw, records: list) -> list[tuple[str, list, bool]]:
     """(partition, batch, caught up) in one of the possible read orders of the partitions."""
     parts = {}
-    for partition, kind in ((SCANS, Scan), (DISPUTES, Dispute)):
+    for partition, kind in PARTITIONS:
         stream = draw(read_order([r for r in records if type(r) is kind]))
         parts[partition] = batches_of(draw, stream)
     order = draw(st.permutations([p for p, batches in parts.items() for _ in batches]))
@@ -111,14 +125,14 @@ def schedule(draw, records: list) -> list[tuple[str, list, bool]]:
 def run(steps: list[tuple[str, list, bool]], restore_at: int | None = None) -> Counter:
     """Feed a shard; optionally snapshot and restore it before step `restore_at`, as a
     restart does: then every partition reports again, those read to the end at once."""
-    shard = Shard(Thresholds(), [SCANS, DISPUTES])
+    shard = Shard(Thresholds(), [partition for partition, _ in PARTITIONS])
     running: dict[str, int] = {}
     finished: list[str] = []
     out: list = []
     for i, (partition, batch, caught_up) in enumerate(steps):
         if i == restore_at:
             shard = restored(snapshot_of(shard))
-            shard.resume([SCANS, DISPUTES])
+            shard.resume([partition for partition, _ in PARTITIONS])
             for done in finished:
                 out += shard.apply(ShardInput(done, [], None, True))
         if caught_up:
@@ -142,10 +156,19 @@ def run(steps: list[tuple[str, list, bool]], restore_at: int | None = None) -> C
     return outputs
 
 
+# What a missed promise reports of the parcel's last scan by the promised time is lost when
+# its shipment is read only after later scans (no history is kept): left out here, checked
+# in tests/test_merchant_side.py in the order records really come in.
+READ_ORDER_DETAILS = {"PROMISE_MISSED": {"last_scan_type", "last_scan_ts", "last_city",
+                                         "last_hub_id"}}
+
+
 def summary(item) -> tuple:
     if type(item) is Detection:
+        left_out = READ_ORDER_DETAILS.get(item.type, ())
         return (item.type, item.status, item.subject, item.event_ts, item.alert_id,
-                tuple(sorted((k, str(v)) for k, v in item.details.items())))
+                tuple(sorted((k, str(v)) for k, v in item.details.items()
+                             if k not in left_out)))
     return (type(item).__name__, *item)
 
 

@@ -16,7 +16,15 @@ from benchmarks.scenario import DEFAULT_OUTAGE, Backfill, Scenario
 from benchmarks.writers import produce, write_files
 from connectors.kafka import client_config, ensure_topics, read_topic
 
-from conftest import CLI, SESSION_SCENARIO, cli, cli_env, read_jsonl, topic_settings
+from conftest import (
+    CLI,
+    SESSION_SCENARIO,
+    cli,
+    cli_env,
+    read_jsonl,
+    replay_inputs,
+    topic_settings,
+)
 
 # The session scenario is small: fewer scans are due per 2 hours than at a platform's volume.
 # Small batches keep reading close to event time, as at a platform's volume (here a batch of
@@ -46,8 +54,7 @@ def outage(tmp_path_factory):
     work = tmp_path_factory.mktemp("outage")
     generated = Scenario(OUTAGE_SCENARIO)
     paths = write_files(generated, work / "scenario", show_progress=False)
-    result = cli("replay", "--scans", paths["scans"], "--disputes", paths["disputes"],
-                 "--weather", paths["weather"], "--out", work / "out", env=cli_env(**SETTINGS))
+    result = cli("replay", *replay_inputs(paths), "--out", work / "out", env=cli_env(**SETTINGS))
     assert result.returncode == 0, result.stderr
     return generated, read_jsonl(work / "out" / "alerts.jsonl")
 

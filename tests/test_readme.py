@@ -38,7 +38,7 @@ def test_the_configuration_block_lists_every_key_with_its_default():
     section = text.split("## Configuration", 1)[1]
     block = re.search(r"```toml\n(.+?)\n```", section, re.S).group(1)
     documented = tomllib.loads(block)
-    assert documented == msgspec.to_builtins(Settings())
+    assert documented == msgspec.json.decode(msgspec.json.encode(Settings()))  # tuples: lists
 
 
 def test_every_relative_link_in_the_documents_leads_to_a_file():

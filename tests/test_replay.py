@@ -10,7 +10,7 @@ from alerts.metrics import Metrics
 from flows.config import load_settings
 from flows.runner import replay
 
-from conftest import cli, read_jsonl
+from conftest import cli, read_jsonl, replay_inputs
 
 
 def keyed(alerts: list[dict]) -> set[tuple]:
@@ -65,7 +65,8 @@ def test_resolved_alerts_reuse_the_firing_alert_id(replayed):
 
 
 def test_firing_records_carry_the_contract_fields(replayed):
-    alert = next(a for a in replayed["alerts"] if a["status"] == "FIRING")
+    alert = next(a for a in replayed["alerts"]
+                 if a["status"] == "FIRING" and a["type"] == "NO_MOVEMENT")
     assert alert["event_ts"] == alert["details"]["last_scan_ts"] + 72 * 3_600_000
     assert alert["details"]["dwell_hours"] == 72
     for key in ("last_scan_type", "last_hub_id", "last_city"):
@@ -88,7 +89,8 @@ def test_one_notification_per_firing_parcel_alert(replayed):
     firing = {a["alert_id"] for a in replayed["alerts"]
               if a["status"] == "FIRING" and a["merchant_id"] and a["waybill"]}
     notes = [n for n in replayed["merchant-notifications"]
-             if n["type"] in ("NO_MOVEMENT", "SIGNED_DISPUTED")]
+             if n["type"] in ("NO_MOVEMENT", "SIGNED_DISPUTED", "PICKUP_OVERDUE",
+                              "PROMISE_MISSED", "DISPUTE_UNANSWERED")]
     assert {n["alert_id"] for n in notes} == firing
     assert len({n["notification_id"] for n in notes}) == len(notes)
     assert all(n["locale"] == "zh-CN" and n["suggested_actions"] for n in notes)
@@ -126,8 +128,7 @@ def test_duplicates_and_junk_change_nothing_but_their_counts(scenario, tmp_path)
 
 def test_replay_is_deterministic(scenario, replayed, tmp_path):
     _, paths = scenario
-    result = cli("replay", "--scans", paths["scans"], "--disputes", paths["disputes"],
-                 "--weather", paths["weather"], "--out", tmp_path)
+    result = cli("replay", *replay_inputs(paths), "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     again = read_jsonl(tmp_path / "alerts.jsonl")
     strip = [{k: v for k, v in a.items() if k != "emitted_at"} for a in again]

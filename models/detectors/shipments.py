@@ -8,6 +8,8 @@ it has been read and the read order of the two inputs never changes the answer:
   (24 h). It resolves at the first scan, once the watermark has passed that scan.
 - PROMISE_MISSED: no terminal scan at or before `promised_delivery_ts`. It resolves at the
   terminal scan (the earliest, as the trip records it), once the watermark has passed it.
+  Its details name the parcel's last scan by the promised time; a shipment read only after
+  later scans of its parcel (no history is kept) names none.
 
 Before its first scan a shipment waits in a side dict by waybill (hours, for most); from
 the first scan on, its promise lives in the parcel's row (columns below), so an in-flight
@@ -24,7 +26,7 @@ from typing import ClassVar, NamedTuple
 from models.detection import Detection
 from models.detectors import Columns, Detector, Prior
 from models.events import SCAN_TYPES, Scan, Shipment
-from models.parcels import FINISHED, FREE, NO_TIMER
+from models.parcels import FINISHED, FREE, NO_TIMER, SCAN_TYPE_CODE
 from models.settings import DAY_MS, HOUR_MS
 
 PICKUP_OVERDUE = "PICKUP_OVERDUE"
@@ -36,6 +38,15 @@ WAITING = 2      # its promise is still to be judged
 MISSED = 4       # PROMISE_MISSED fired; it resolves at the terminal scan
 # What a queued question asks, of the waybill it names.
 PICKUP, PICKED_UP, PROMISE = range(3)
+
+
+class LastScan(NamedTuple):
+    """The parcel's last scan at or before its promised time, once a later one was read."""
+
+    ts: int
+    scan_type: int
+    hub: int
+    city: int
 
 
 class Waiting(NamedTuple):
@@ -66,6 +77,7 @@ class ShipmentWatch(Detector):
         self.queue: list[tuple[int, int, int, str, int, Shipment]] = []
         self.seq = 0
         self.hold: dict[int, int] = {}             # row -> its promise judged no sooner
+        self.before_promise: dict[int, LastScan] = {}  # row -> its last scan before it
         self.watermark: int | None = None
 
     # -- shipments -----------------------------------------------------------------------
@@ -123,6 +135,8 @@ class ShipmentWatch(Detector):
 
     def on_scan(self, row: int, scan: Scan, hub: int, prior: Prior, out: list) -> None:
         table = self.parcels
+        if table.promise[row] & WAITING:
+            self._note_before_promise(row, scan, hub, prior)
         if prior.status == FREE:
             table.first_ts[row] = scan.ts
             if self.waiting:
@@ -134,6 +148,18 @@ class ShipmentWatch(Detector):
                 self._ask(scan.ts, PICKED_UP, scan.waybill, 0, shipment)
         elif scan.ts < table.first_ts[row]:
             table.first_ts[row] = scan.ts
+
+    def _note_before_promise(self, row: int, scan: Scan, hub: int, prior: Prior) -> None:
+        """What a missed promise reports is the last scan by the promised time, whatever
+        was read after it: kept when a scan past the promise comes."""
+        table = self.parcels
+        promised, before = table.promised[row], self.before_promise.get(row)
+        if scan.ts <= promised:
+            if before is not None and scan.ts > before.ts:  # read late, from before it
+                self.before_promise[row] = LastScan(scan.ts, SCAN_TYPE_CODE[scan.scan_type], hub,
+                                                    table.code(scan.city))
+        elif before is None and prior.status != FREE and prior.ts <= promised:
+            self.before_promise[row] = LastScan(*prior[1:])
 
     # -- event time ----------------------------------------------------------------------
 
@@ -156,12 +182,14 @@ class ShipmentWatch(Detector):
             self.hold.pop(row, None)
             if table.status[row] == FINISHED and table.last_ts[row] <= promised:
                 table.promise[row] = SHIPPED  # delivered as promised
+                self.before_promise.pop(row, None)
                 return
             out.append(self._promise(row, "FIRING", promised))
             table.promise[row] = state = SHIPPED | MISSED
         if state & MISSED and table.status[row] == FINISHED and table.last_ts[row] <= watermark:
             out.append(self._promise(row, "RESOLVED", table.last_ts[row]))
             table.promise[row] = SHIPPED
+            self.before_promise.pop(row, None)
 
     def on_watermark(self, watermark: int, out: list) -> None:
         self.watermark = watermark
@@ -206,6 +234,7 @@ class ShipmentWatch(Detector):
 
     def on_free(self, row: int, gone_at: int, out: list) -> None:
         self.hold.pop(row, None)
+        self.before_promise.pop(row, None)
 
     def flush(self, out: list) -> None:
         """Every input is caught up: held questions are judged at the watermark now."""
@@ -247,15 +276,21 @@ class ShipmentWatch(Detector):
                      "last_hub_id": None})
 
     def _promise(self, row: int, status: str, event_ts: int) -> Detection:
+        """PROMISE_MISSED of a scanned parcel, with its last scan by the promised time (none:
+        every scan came after it)."""
         table = self.parcels
         promised = table.promised[row]
+        last = self.before_promise.get(row)
+        if last is None and table.last_ts[row] <= promised:
+            last = LastScan(table.last_ts[row], table.last_type[row], table.hub[row],
+                            table.city[row])
         return Detection(
             type=PROMISE_MISSED, status=status, severity="WARNING",
             subject=table.waybill(row), onset_ts=promised, event_ts=event_ts,
             carrier=table.text(table.carrier[row]), merchant_id=table.text(table.merchant[row]),
             order_id=table.order_id(row), waybill=table.waybill(row),
             details={"promised_delivery_ts": promised,
-                     "last_scan_type": SCAN_TYPES[table.last_type[row]],
-                     "last_scan_ts": table.last_ts[row],
-                     "last_city": table.text(table.city[row]),
-                     "last_hub_id": table.text(table.hub[row])})
+                     "last_scan_type": None if last is None else SCAN_TYPES[last.scan_type],
+                     "last_scan_ts": None if last is None else last.ts,
+                     "last_city": None if last is None else table.text(last.city),
+                     "last_hub_id": None if last is None else table.text(last.hub)})
