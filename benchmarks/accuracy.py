@@ -47,9 +47,11 @@ from prometheus_client import CollectorRegistry
 from alerts.metrics import Metrics
 from benchmarks.geography import damage_rate
 from benchmarks.machine import report
+from benchmarks.merchant_side import MerchantConfig
 from benchmarks.plots import pyplot, save
 from benchmarks.scenario import (
     DEFAULT_BACKFILL,
+    DEFAULT_MERCHANT,
     DEFAULT_OUTAGE,
     Backfill,
     Outage,
@@ -239,12 +241,13 @@ def _storms(alerts: list[dict], truth) -> dict:
 def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
             show_progress: bool = True, kafka: bool = False,
             brokers: str | None = None, outage: Outage | None = None,
-            backfill: Backfill | None = None) -> dict:
+            backfill: Backfill | None = None,
+            merchant: MerchantConfig | None = DEFAULT_MERCHANT) -> dict:
     """Every run of the sweeps on one scenario, scored. On Kafka (`kafka`, or `brokers`
     naming a cluster to use instead of a fresh embedded broker) runs go through `run`, as in
     production; otherwise through `replay` over files."""
     scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed, outage=outage,
-                                       backfill=backfill))
+                                       backfill=backfill, merchant=merchant))
     runs = [("defaults", {})] + [(name, point) for name, points in sweeps.items()
                                  for point in points]
     path = "kafka" if kafka or brokers else "replay"
@@ -529,18 +532,23 @@ def main() -> None:
     parser.add_argument("--backfill", action="store_true",
                         help="a second scenario (a tenth as many parcels more) read days "
                              "behind the watermark, claims with it; the defaults only")
+    parser.add_argument("--without-merchant-side", action="store_true",
+                        help="scans, claims and weather only (no shipments or merchant "
+                             "actions): the scenario of the figures before 0.5")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--report", type=Path, help="write accuracy.md and plots here")
     args = parser.parse_args()
     command = (f"python -m benchmarks.accuracy --parcels {args.parcels} --days {args.days:g} "
                f"--seed {args.seed}{' --quick' if args.quick else ''}"
                f"{' --kafka' if args.kafka else ''}{' --outage' if args.outage else ''}"
-               f"{' --backfill' if args.backfill else ''}")
+               f"{' --backfill' if args.backfill else ''}"
+               f"{' --without-merchant-side' if args.without_merchant_side else ''}")
     untidy = args.outage or args.backfill
     sweeps = {} if untidy else QUICK_SWEEPS if args.quick else SWEEPS
     results = measure(args.parcels, args.days, args.seed, sweeps, kafka=args.kafka,
                       outage=DEFAULT_OUTAGE if args.outage else None,
-                      backfill=DEFAULT_BACKFILL if args.backfill else None)
+                      backfill=DEFAULT_BACKFILL if args.backfill else None,
+                      merchant=None if args.without_merchant_side else DEFAULT_MERCHANT)
     results["recommended"] = recommend(results)
     if args.report:
         write_report(results, args.report, command)

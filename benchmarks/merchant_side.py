@@ -45,7 +45,8 @@ class _Case:
 
 class MerchantSide:
     def __init__(self, config: MerchantConfig, seed: int, emit):
-        """`emit(at, topic, key, record, rng)`: the scenario's arrival item for a record."""
+        """`emit(at, topic, key, record, rng=...)`: the scenario's arrival item for a record,
+        its delay drawn from `rng`."""
         self.config = config
         self.rng = random.Random(seed * 7919 + 11)
         self.seed = seed
@@ -60,7 +61,7 @@ class MerchantSide:
 
     def _item(self, ts: int, topic: str, key: str, record: dict) -> tuple:
         self.max_ts = max(self.max_ts, ts)
-        return self.emit(ts, topic, key, record, self.rng)
+        return self.emit(ts, topic, key, record, rng=self.rng)
 
     def for_parcel(self, number: int, carrier: str, waybill: str, merchant: str, order: str,
                    steps: list) -> list[tuple]:

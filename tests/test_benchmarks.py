@@ -150,3 +150,14 @@ def test_an_outage_holds_a_carriers_scans_back_and_backfills_them_in_order():
     [silent] = [a for a in scenario.truth.alerts if a["type"] == "FEED_SILENT"]
     assert silent == {"type": "FEED_SILENT", "status": "FIRING", "carrier": "ZTO",
                       "event_ts": before + 120 * 60_000}
+
+
+def test_the_merchant_side_leaves_the_scans_and_claims_as_they_were():
+    from dataclasses import replace
+
+    config = ScenarioConfig(parcels=1500, days=10, seed=3)
+    kept = ("scans", "disputes", "weather")
+    with_it = list(Scenario(config).records())
+    without = [r for r in Scenario(replace(config, merchant=None)).records()]
+    assert [r for r in with_it if r[0] in kept] == without
+    assert {r[0] for r in with_it} == {*kept, "shipments", "merchant-actions"}

@@ -94,7 +94,8 @@ def test_the_outage_through_the_broker_is_judged_as_exactly(broker, outage, tmp_
     # time reaches the outage: its scans are there, so by the definition no silence is.
     # Splits over partitions read about together: tests/test_backfill_splits.py.
     ensure_topics(config, [name for key, name in names.items()], 1, 10)
-    inputs = {role: names[f"topics__{role}"] for role in ("scans", "disputes", "weather")}
+    inputs = {role: names[f"topics__{role.replace('-', '_')}"]
+              for role in ("scans", "disputes", "weather", "shipments", "merchant-actions")}
     produce(Scenario(OUTAGE_SCENARIO), config, inputs, show_progress=False)
     job = subprocess.run([CLI, "run", "--brokers", broker.bootstrap, "--from-beginning",
                           "--exit-at-end", "--state-dir", str(tmp_path / "state")],

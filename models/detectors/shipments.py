@@ -241,8 +241,11 @@ class ShipmentWatch(Detector):
         watermark = self.watermark
         if watermark is None:
             return
-        held = [entry for entry in self.queue if entry[2] != PICKED_UP and entry[4] <= watermark]
-        if held:
+        while True:  # what a held question asks in turn (a promise after a pickup) too
+            held = [entry for entry in self.queue if entry[0] <= watermark
+                    or (entry[2] != PICKED_UP and entry[4] <= watermark)]
+            if not held:
+                break
             seqs = {entry[1] for entry in held}
             self.queue = [entry for entry in self.queue if entry[1] not in seqs]
             heapq.heapify(self.queue)
