@@ -25,6 +25,7 @@ OUTCOMES = ("accepted", "duplicate", "rejected", "late")
 # Each alert type with the severities it is raised at: its series exist at 0 from the start.
 ALERT_SEVERITIES = {
     "NO_MOVEMENT": ("WARNING",),
+    "DWELL_ANOMALY": ("WARNING",),
     "SIGNED_DISPUTED": ("WARNING", "CRITICAL"),
     "ROUTE_DAMAGE_RATE": ("WARNING", "CRITICAL"),
     "WEATHER_DELAY_CLUSTER": ("WARNING", "CRITICAL"),

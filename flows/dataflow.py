@@ -48,7 +48,7 @@ AGGREGATE_KEY = "aggregate"  # the one key of the global step
 CLUSTERS_KEY = "clusters"    # the one key of the delay clusters' step
 # Recovery snapshots are (STATE_FORMAT, state): a state dir written by a version whose state
 # is laid out differently is refused with a reason, not misread.
-STATE_FORMAT = 11
+STATE_FORMAT = 12
 
 
 def snapshot_of(state) -> bytes:
@@ -223,7 +223,8 @@ def build_flow(source: Source, sink: Sink, settings: Settings, clock_partitions:
         if resume is None:
             return StepLogic(Aggregate(thresholds, settings.shards, settings.route_shards,
                                        caught_up_is_the_end=not idle_advance,
-                                       clusters=ClusterOutbox()), recovery)
+                                       clusters=ClusterOutbox(), zone=settings.zone),
+                              recovery)
         aggregate = restored(resume)
         aggregate.resume()
         return StepLogic(aggregate, recovery)

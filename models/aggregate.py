@@ -22,15 +22,22 @@ from models.cluster_step import ClusterOutbox
 from models.clusters import ClusterBoard
 from models.detection import Detection
 from models.dispute_rates import DisputeRates
+from models.dwell_anomalies import DwellJudge
 from models.events import MerchantAction, WeatherWarning
 from models.feeds import CarrierFeeds
+from models.lane_norms import LaneNorms
 from models.messages import (
     CarrierScans,
     DelayEnd,
     DelayOnset,
     DisputeCandidate,
+    DwellCandidate,
+    DwellDue,
+    DwellEnd,
     FeedBack,
+    LegWaits,
     ParcelVerdict,
+    PlaceVisits,
     RouteBatch,
     RouteEvent,
     ScoreAt,
@@ -43,11 +50,13 @@ from models.routes import RoutePrior
 from models.settings import DAY_MS, Thresholds
 
 SIGNED_DISPUTED = "SIGNED_DISPUTED"
+WAITING, EMITTED, CANCELLED = 0, 1, 2  # a deferred dwell delay's state
 
 
 class Aggregate:
     def __init__(self, thresholds: Thresholds, shards: int, route_shards: int = 1,
-                 caught_up_is_the_end: bool = True, clusters: ClusterOutbox | None = None):
+                 caught_up_is_the_end: bool = True, clusters: ClusterOutbox | None = None,
+                 zone: str = "Asia/Shanghai"):
         """`caught_up_is_the_end`: as for `Shard`: inputs all caught up are finished, so
         what a silent feed held is let out then. `clusters`: an outbox whose calls go to the
         clusters' own step (`models.cluster_step`, as the dataflow runs it); without one the
@@ -70,6 +79,12 @@ class Aggregate:
         self.clusters = ClusterBoard(thresholds) if clusters is None else clusters
         self.feeds = CarrierFeeds(thresholds)
         self.answers = MerchantAnswers(thresholds)
+        self.norms = LaneNorms(thresholds, zone)
+        self.dwells = DwellJudge(thresholds, self.norms)
+        self.next_midnight: int | None = None
+        # Dwell delays whose leg's norm is longer than the dwell: waybill -> [the onset the
+        # shard sent, the one the norm sets, WAITING / EMITTED / CANCELLED]
+        self.deferred: dict[str, list] = {}
         self.reading: int | None = None  # the most advanced shard batch's reading
         self.caught_up_is_the_end = caught_up_is_the_end
 
@@ -155,11 +170,16 @@ class Aggregate:
             first = self.heap[0][0]
             self.next_score = -(-first // self.interval) * self.interval
             self.next_clustering = -(-first // self.cluster_interval) * self.cluster_interval
+            self.next_midnight = self.norms.days.next_midnight(first)
         while self.next_score is not None:
-            at = min(self.next_score, self.next_clustering)
+            at = min(self.next_score, self.next_clustering, self.next_midnight)
             if at > watermark:
                 break
             self._apply_until(at, out)
+            if at == self.next_midnight:  # the day's leg norms, from the days before it
+                day = self.norms.days.day_of(at)
+                self.norms.refresh(day)
+                self.next_midnight = self.norms.days.start_of(day + 1)
             if at == self.next_clustering:
                 self.feeds.check(at, out)  # every carrier's feed, on the same cadence
                 self._wait_for_releases()
@@ -177,6 +197,7 @@ class Aggregate:
         if at % DAY_MS == 0:
             self.rates.forget_before(at)
             self.answers.forget_before(at)
+            self.dwells.forget_before(at)
 
     def _apply_until(self, ts: int, out: list) -> None:
         heap = self.heap
@@ -190,6 +211,15 @@ class Aggregate:
             self._open_waits(out[found:])
         if self.feeds.releases:
             self._wait_for_releases()
+        if self.dwells.scheduled:
+            for at, due in self.dwells.take_scheduled():
+                self._schedule(at, due, after_ties=True)
+
+    def _schedule(self, at: int, item, after_ties: bool = False) -> None:
+        """`item` applied when the watermark reaches `at` (`after_ties`: after everything
+        else due then)."""
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq + (AFTER_TIES if after_ties else 0), item))
 
     def _on_signed(self, item: Signed, out: list) -> None:
         self._route(RouteEvent("delivery", item.carrier, item.origin, item.destination,
@@ -214,12 +244,44 @@ class Aggregate:
             self.clusters.on_late_onset(onset, item.release_at)
 
     def _on_onset(self, item: DelayOnset, out: list) -> None:
+        deferred = self.deferred.get(item.waybill)
+        if deferred is not None and deferred[1] == item.onset_ts:  # the one the norm set
+            if deferred[2] == CANCELLED:
+                del self.deferred[item.waybill]
+                return
+            deferred[2] = EMITTED
+        elif not item.weather:
+            at = self._dwell_onset(item)
+            if at > item.onset_ts:  # a slow leg: the delay begins at its norm
+                self.deferred[item.waybill] = [item.onset_ts, at, WAITING]
+                self._schedule(at, item._replace(onset_ts=at), after_ties=True)
+                return
         if not self.feeds.onset(item, out):
             self.clusters.on_onset(item)
 
+    def _dwell_onset(self, item: DelayOnset) -> int:
+        """When a dwell delay begins: at the dwell, or later where its leg's norm is longer."""
+        norm = self.norms.norm((item.carrier, item.hub_id, item.scan_type), item.since_ts)
+        if norm is None:
+            return item.onset_ts
+        return max(item.onset_ts,
+                   item.since_ts + round(self.thresholds.lane_factor * norm.quantile_ms))
+
     def _on_end(self, item: DelayEnd, out: list) -> None:
+        deferred = self.deferred.get(item.waybill)
+        if deferred is not None and deferred[0] == item.onset_ts:
+            if deferred[2] == WAITING:  # it moved on before its leg's norm: no delay
+                deferred[2] = CANCELLED
+                return
+            if deferred[2] == EMITTED:
+                del self.deferred[item.waybill]
+                item = item._replace(onset_ts=deferred[1], end_ts=max(item.end_ts, deferred[1]))
         if not self.feeds.end(item):
             self.clusters.on_end(item)
+
+    def _emit(self, out: list):
+        """A per-parcel verdict found here, at event time `at`, as the shards' are judged."""
+        return lambda detection, at: self.feeds.verdict(detection, at, out)
 
     @staticmethod
     def _keys(hub: str | None, carrier: str | None) -> list[str]:
@@ -285,4 +347,10 @@ MESSAGES = {
     DisputeCandidate: ("dispute_ts", lambda self, item, out: out.append(self._claim(item))),
     MerchantAction: ("ts", lambda self, item, out: self.answers.on_action(item, out)),
     WaitEnds: ("judge_at", lambda self, item, out: self.answers.on_wait_end(item, out)),
+    LegWaits: ("due_at", lambda self, item, out: self.norms.learn(item.day, item.legs)),
+    DwellCandidate: ("due_at", lambda self, item, out: self.dwells.on_candidate(item)),
+    DwellDue: ("fire_at", lambda self, item, out: self.dwells.on_due(item, self._emit(out))),
+    DwellEnd: ("end_ts", lambda self, item, out: self.dwells.on_end(item, self._emit(out))),
+    PlaceVisits: ("due_at", lambda self, item, out: self.clusters.on_visits(item.due_at,
+                                                                           item.cells)),
 }

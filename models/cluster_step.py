@@ -15,7 +15,8 @@ from models.detection import Detection
 from models.messages import ClusterBatch, InOrder
 from models.settings import Thresholds
 
-CALLS = frozenset({"on_onset", "on_late_onset", "on_end", "on_warning", "evaluate"})
+CALLS = frozenset({"on_onset", "on_late_onset", "on_end", "on_warning", "on_visits",
+                   "evaluate"})
 
 
 class ClusterOutbox:
@@ -37,6 +38,9 @@ class ClusterOutbox:
 
     def on_warning(self, warning) -> None:
         self.calls.append(("on_warning", (warning,)))
+
+    def on_visits(self, until: int, cells: dict) -> None:
+        self.calls.append(("on_visits", (until, cells)))
 
     def evaluate(self, now: int) -> list[Detection]:
         self.calls.append(("evaluate", (now,)))

@@ -71,7 +71,7 @@ class Cluster:
 
     __slots__ = ("carriers", "cause", "centre", "cities", "cluster_id", "earliest", "fired_ts",
                  "hubs", "last_event_ts", "latest_onset", "members", "parcels", "resolved_ts",
-                 "since", "warning", "weather_coded")
+                 "share", "since", "warning", "weather_coded")
 
     def __init__(self, cluster_id: str, fired_ts: int, centre: tuple[float, float]):
         self.cluster_id = cluster_id
@@ -90,6 +90,7 @@ class Cluster:
         self.cities: Counter[str] = Counter()
         self.hubs: Counter[str] = Counter()
         self.carriers: Counter[str] = Counter()
+        self.share: float | None = None              # of the traffic around it, last grown
 
     def join(self, member: Member) -> bool:
         """Adds the member; False if it was already one (a reopened cluster's own)."""
@@ -151,6 +152,11 @@ class ClusterBoard:
         self.cells: dict[tuple[int, int], deque[Member]] = {}
         self.placed = 0
         self.seq = 0
+        self.min_share = thresholds.cluster_min_share
+        # Parcels that arrived somewhere, by grid cell: per interval of the window, and
+        # summed over the window, the traffic a group is judged against.
+        self.visits: deque[tuple[int, dict]] = deque()
+        self.traffic: Counter[tuple[int, int]] = Counter()
 
     # -- input ---------------------------------------------------------------------------
 
@@ -181,6 +187,11 @@ class ClusterBoard:
         if member is not None and member.onset.onset_ts == end.onset_ts:
             member.end_ts = end.end_ts
             self.changed = True
+
+    def on_visits(self, until: int, cells: dict) -> None:
+        """Parcels that arrived in each grid cell in the interval up to `until`."""
+        self.visits.append((until, cells))
+        self.traffic.update(cells)
 
     def on_warning(self, warning: WeatherWarning) -> None:
         if warning.event_id not in self.warnings:
@@ -233,6 +244,9 @@ class ClusterBoard:
         for event_id in [k for k, w in self.warnings.items()
                          if w.end_ts <= now - self.warning_horizon]:
             del self.warnings[event_id]
+        while self.visits and self.visits[0][0] <= horizon:
+            self.traffic.subtract(self.visits.popleft()[1])
+        self.traffic = +self.traffic  # drop the cells left empty
 
     def _groups(self, fresh: list[Member], now: int) -> list[list[Member]]:
         """DBSCAN over the occupied grid cells of the placed delays begun in the window
@@ -350,7 +364,7 @@ class ClusterBoard:
                                                                self.open[c].fired_ts, c))]
                 if new:  # it grew when the last of them was delayed
                     cluster.last_event_ts = max(cluster.last_event_ts, new[-1].onset.onset_ts)
-            elif self._dense(new):
+            elif self._dense(new) and self._stands_out(len(new), lat, lon):
                 # The condition became true when the min_parcels-th of them was delayed.
                 fired_ts = new[self.min_parcels - 1].onset.onset_ts
                 cluster = self._reopen(lat, lon, fired_ts) or Cluster(
@@ -358,6 +372,8 @@ class ClusterBoard:
                 self.open[cluster.cluster_id] = cluster
             else:
                 continue
+            if new:
+                cluster.share = self._share(len(new), lat, lon)
             joined = [member for member in new if cluster.join(member)]
             if joined:
                 grown.setdefault(cluster.cluster_id, []).extend(joined)
@@ -394,6 +410,26 @@ class ClusterBoard:
         points = np.radians(degrees)
         neighbours = BallTree(points, metric="haversine").query_radius(points, r=self.eps)
         return any(weights[n].sum() >= self.min_parcels for n in neighbours)
+
+    def _share(self, delayed: int, lat: float, lon: float) -> float | None:
+        """The delayed parcels over those that arrived within the radius of (lat, lon) in
+        the window (None: none arrived there)."""
+        if not self.traffic:
+            return None
+        cells = list(self.traffic)
+        degrees = np.array(cells, dtype=np.float64) * GRID_DEGREES
+        near = haversine_km_many(lat, lon, degrees[:, 0], degrees[:, 1]) <= self.radius_km
+        arrived = sum(self.traffic[cell] for cell, inside in zip(cells, near.tolist(),
+                                                                 strict=True) if inside)
+        return round(delayed / arrived, 4) if arrived else None
+
+    def _stands_out(self, delayed: int, lat: float, lon: float) -> bool:
+        """The group is at least `cluster_min_share` of the traffic it sits in: at peak
+        volume a handful of delays near a big hub is the background, not a storm."""
+        if self.min_share <= 0:
+            return True
+        share = self._share(delayed, lat, lon)
+        return share is None or share >= self.min_share
 
     def _close(self, cluster: Cluster, resolved_ts: int, now: int) -> None:
         del self.open[cluster.cluster_id]
@@ -452,6 +488,7 @@ class ClusterBoard:
             "city": _most_common(cluster.cities),
             "hub_id": _most_common(cluster.hubs),
             "carriers": {k: v for k, v in sorted(cluster.carriers.items()) if k},
+            "share": cluster.share,
         }
 
     def _warning_for(self, lat: float, lon: float, radius: float, since: int,

@@ -30,8 +30,8 @@ from models.settings import DAY_MS, MINUTE_MS, Thresholds
 FEED_SILENT = "FEED_SILENT"
 HISTORY_DAYS = 7                       # the usual rate: the same minutes of the days before
 KEPT_MS = (HISTORY_DAYS + 1) * DAY_MS  # minutes older than this behind the watermark go
-HELD_TYPES = frozenset({"NO_MOVEMENT", "PICKUP_OVERDUE", "PROMISE_MISSED"})  # what a silent
-# feed holds: per-parcel deadlines
+# What a silent feed holds: per-parcel deadlines.
+HELD_TYPES = frozenset({"NO_MOVEMENT", "DWELL_ANOMALY", "PICKUP_OVERDUE", "PROMISE_MISSED"})
 MAX_CARRIERS = 256
 MAX_SPELLS_AT_THE_END = 64  # quiet spells judged at once when the input ends
 

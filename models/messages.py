@@ -75,6 +75,7 @@ class DelayOnset(NamedTuple):
     carrier: str | None
     merchant_id: str | None
     order_id: str | None
+    scan_type: str | None = None  # of the scan that brought it there: its leg's norm
 
 
 class DelayEnd(NamedTuple):
@@ -83,6 +84,58 @@ class DelayEnd(NamedTuple):
     waybill: str
     onset_ts: int
     end_ts: int
+
+
+class LegWaits(NamedTuple):
+    """How long parcels waited after a scan, by leg and log-histogram bin, for waits that
+    ended on local day `day` (`models.lane_norms`); counted from `due_at`, the day's start."""
+
+    due_at: int
+    day: int
+    legs: dict                 # (carrier, hub_id, scan_type) -> bin -> waits
+
+
+class DwellCandidate(NamedTuple):
+    """A parcel silent for `lane_min_hours` after its latest scan: the global step, which
+    knows the leg's norm, judges whether it is a DWELL_ANOMALY."""
+
+    due_at: int
+    waybill: str
+    last_scan_ts: int
+    scan_type: str
+    hub_id: str | None
+    city: str | None
+    carrier: str | None
+    merchant_id: str | None
+    order_id: str | None
+    origin: str | None
+    destination: str | None
+
+
+class DwellEnd(NamedTuple):
+    """The silence after `last_scan_ts` of a candidate ended at `end_ts`."""
+
+    waybill: str
+    last_scan_ts: int
+    end_ts: int
+    resolved_by: str
+
+
+class DwellDue(NamedTuple):
+    """A candidate's silence reaches its leg's norm at `fire_at`."""
+
+    fire_at: int
+    waybill: str
+    last_scan_ts: int
+
+
+class PlaceVisits(NamedTuple):
+    """Parcels that arrived somewhere in one `cluster_interval` of event time, by the ~1 km
+    grid cell they arrived in: the traffic a delay cluster sits in. Counted from `due_at`,
+    the interval's end."""
+
+    due_at: int
+    cells: dict                # (lat cell, lon cell) -> parcels
 
 
 class ScoreAt(NamedTuple):

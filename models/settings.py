@@ -39,6 +39,17 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     cluster_critical_parcels: PositiveInt = 100   # a cluster this large is CRITICAL
     # A cluster reaching farther than this from its centre (delays everywhere) is split.
     cluster_max_extent_km: Positive = 100
+    # A group of delayed parcels is a cluster only if they are at least this share of the
+    # parcels scanned within the radius during its window (0: off).
+    cluster_min_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
+    # DWELL_ANOMALY and the delay dwell judged against each leg's learned norm: factor x
+    # the quantile of the time to the next scan on the leg (carrier, hub, scan type), over
+    # the transitions of the trailing history days, for legs with enough of them.
+    lane_quantile: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.99
+    lane_factor: Positive = 1.5
+    lane_history_days: PositiveInt = 14
+    lane_min_samples: PositiveInt = 100
+    lane_min_hours: NonNegative = 12
     damage_window_days: PositiveInt = 30
     damage_min_deliveries: PositiveInt = 50
     damage_rate_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.01
@@ -104,6 +115,10 @@ class Thresholds(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     @property
     def stale_after_ms(self) -> int:
         return round(self.stale_after_days * DAY_MS)
+
+    @property
+    def lane_min_ms(self) -> int:
+        return round(self.lane_min_hours * HOUR_MS)
 
     @property
     def pickup_timeout_ms(self) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from models.detectors import Detector, Prior
 from models.detectors.delays import DelayWatch
+from models.detectors.dwell import DwellWatch
 from models.detectors.merchant_actions import MerchantActionRelay
 from models.detectors.no_movement import NoMovementDetector
 from models.detectors.shipments import ShipmentWatch
@@ -32,8 +33,8 @@ from models.parcels import ACTIVE, FINISHED, FREE, NO_TIMER, SCAN_TYPE_CODE, STA
 from models.settings import Thresholds
 
 # Every per-parcel detector, in the order each sees a scan or a due row.
-DETECTORS: tuple[type[Detector], ...] = (NoMovementDetector, DelayWatch, DisputeMatcher,
-                                         ShipmentWatch, MerchantActionRelay)
+DETECTORS: tuple[type[Detector], ...] = (NoMovementDetector, DwellWatch, DelayWatch,
+                                         DisputeMatcher, ShipmentWatch, MerchantActionRelay)
 
 # What `on_scan` returns instead of a row.
 DUPLICATE = -1   # a repeated event id: nothing changed

@@ -19,7 +19,15 @@ from flows.dataflow import restored, snapshot_of
 from models import messages
 from models.detection import Detection
 from models.events import Dispute, Scan, Shipment
-from models.messages import CarrierScans, DelayEnd, DelayOnset, ShardTick, unpacked_minute
+from models.messages import (
+    CarrierScans,
+    DelayEnd,
+    DelayOnset,
+    LegWaits,
+    PlaceVisits,
+    ShardTick,
+    unpacked_minute,
+)
 from models.settings import HOUR_MS, MINUTE_MS, Thresholds
 from models.shard import Shard, ShardInput
 
@@ -150,9 +158,20 @@ def run(steps: list[tuple[str, list, bool]], restore_at: int | None = None) -> C
                     scans, first, last = unpacked_minute(minute, packed)
                     seen = feeds.setdefault((carrier, minute), [0, first, last])
                     seen[:] = [seen[0] + scans, min(seen[1], first), max(seen[2], last)]
-    outputs = Counter(summary(item) for item in out if type(item) not in (ShardTick,
-                                                                          CarrierScans))
+    # So do the legs' waits and the arrivals by place each batch counted.
+    waits: Counter = Counter()
+    visits: Counter = Counter()
+    for item in out:
+        if type(item) is LegWaits:
+            waits.update({(item.day, leg, b): n for leg, bins in item.legs.items()
+                          for b, n in bins.items()})
+        elif type(item) is PlaceVisits:
+            visits.update({(item.due_at, cell): n for cell, n in item.cells.items()})
+    outputs = Counter(summary(item) for item in out
+                      if type(item) not in (ShardTick, CarrierScans, LegWaits, PlaceVisits))
     outputs[("CarrierScans", *sorted((k, *v) for k, v in feeds.items()))] = 1
+    outputs[("LegWaits", *sorted(waits.items()))] = 1
+    outputs[("PlaceVisits", *sorted(visits.items()))] = 1
     return outputs
 
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+from models.clusters import GRID_DEGREES
 from models.detectors import Columns, Detector, Prior
-from models.events import Scan
-from models.messages import DelayEnd, DelayOnset
-from models.parcels import FINISHED, NAN, NO_TIME, NO_TIMER
+from models.events import SCAN_TYPES, Scan
+from models.messages import DelayEnd, DelayOnset, PlaceVisits
+from models.parcels import FINISHED, NAN, NO_TIME, NO_TIMER, SCAN_TYPE_CODE
 
 ARRIVING_TYPES = frozenset({"PICKUP", "ARRIVE", "OUT_FOR_DELIVERY"})
 
@@ -57,6 +58,7 @@ class DelayWatch(Detector):
     columns: ClassVar[Columns] = {
         "place": ("I", 0),             # hub code of the current place (0: unknown, in transit)
         "place_since": ("q", NO_TIME),
+        "place_type": ("B", 0),         # scan type code of the scan that brought it there
         "delay_onset": ("q", NO_TIME),  # when its current delay began
         "lat": ("f", NAN),              # where it is (shared with signing, which keeps where
         "lon": ("f", NAN),              # it was signed)
@@ -70,6 +72,9 @@ class DelayWatch(Detector):
         self.hub_cities: dict[int, int] = {}
         self.revealed: dict[int, Revealed] = {}   # row -> its held dwell
         self.ending: dict[int, Ending] = {}       # row -> its held delay end
+        self.interval = thresholds.cluster_interval_ms
+        # (interval, grid cell) -> parcels that arrived there, until the next watermark
+        self.visits: dict[tuple[int, int, int], int] = {}
 
     def on_scan(self, row: int, scan: Scan, hub: int, prior: Prior, out: list) -> None:
         table = self.parcels
@@ -102,7 +107,9 @@ class DelayWatch(Detector):
                 table.place[row], table.place_since[row] = 0, NO_TIME
             else:
                 table.place[row], table.place_since[row] = hub, scan.ts
+                table.place_type[row] = SCAN_TYPE_CODE[scan.scan_type]
                 self._set_position(row, scan, hub, has_position)
+                self._count_visit(row, scan.ts)
         elif has_position and math.isnan(table.lat[row]):
             table.lat[row], table.lon[row] = scan.lat, scan.lon
         if (scan.scan_type == "EXCEPTION" and scan.exception_code == "WEATHER"
@@ -175,6 +182,23 @@ class DelayWatch(Detector):
         if at <= watermark:
             self._begin(row, at, False, out)
 
+    def _count_visit(self, row: int, ts: int) -> None:
+        lat, lon = self.parcels.lat[row], self.parcels.lon[row]
+        if lat == lat:  # not NaN
+            key = (ts // self.interval, round(lat / GRID_DEGREES), round(lon / GRID_DEGREES))
+            self.visits[key] = self.visits.get(key, 0) + 1
+
+    def on_watermark(self, watermark: int, out: list) -> None:
+        """The arrivals counted since the last watermark, one message per interval."""
+        if not self.visits:
+            return
+        by_interval: dict[int, dict] = {}
+        for (interval, lat, lon), n in self.visits.items():
+            by_interval.setdefault(interval, {})[lat, lon] = n
+        self.visits = {}
+        for interval in sorted(by_interval):
+            out.append(PlaceVisits((interval + 1) * self.interval, by_interval[interval]))
+
     def flush(self, out: list) -> None:
         """Every input is caught up: nothing can show a held dwell was not one."""
         for row, held in list(self.revealed.items()):
@@ -220,7 +244,8 @@ class DelayWatch(Detector):
             lat=round(lat, 5) if placed else None, lon=round(lon, 5) if placed else None,
             hub_id=text(place) or text(table.hub[row]), city=text(city),
             carrier=text(table.carrier[row]), merchant_id=text(table.merchant[row]),
-            order_id=table.order_id(row))
+            order_id=table.order_id(row),
+            scan_type=SCAN_TYPES[table.place_type[row]] if place else None)
 
     def _begin(self, row: int, onset_ts: int, weather: bool, out: list) -> None:
         self.parcels.delay_onset[row] = onset_ts
