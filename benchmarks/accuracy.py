@@ -26,6 +26,13 @@ own; both paths are scored alike:
   counts clusters, recall storms; delay: first FIRING minus the storm's start.
 - PICKUP_OVERDUE, PROMISE_MISSED and DISPUTE_UNANSWERED exactly: every FIRING and every
   RESOLVED at the event time the contract's definition gives on the generated times.
+- DWELL_ANOMALY two ways. Against its definition (the generator applies it with exact
+  quantiles; silences within 5% of their threshold are left out as ambiguous): a silence is
+  found when a FIRING names its parcel and last scan; delay: alert minus the truth's
+  `event_ts` (the sketch's error). And for what a merchant gains (DWELL_ANOMALY vs stalls,
+  any setting): against every silence of `no_movement_hours` or more, precision (firings on
+  such silences over all firings), recall, the share of them it could warn of at all (legs
+  with a norm), and the lead over NO_MOVEMENT.
 The report (markdown and PNG plots) says which setting to pick for which goal.
 """
 
@@ -71,6 +78,8 @@ DAY_MS = 24 * HOUR_MS
 DETECTORS = ("NO_MOVEMENT", "SIGNED_DISPUTED", "ROUTE_DAMAGE_RATE", "WEATHER_DELAY_CLUSTER")
 # Scored exactly against the generator's truth (FIRING and RESOLVED at their event times).
 MERCHANT_SIDE = ("PICKUP_OVERDUE", "PROMISE_MISSED", "DISPUTE_UNANSWERED")
+DWELL = "DWELL_ANOMALY"
+DWELL_VS_STALLS = "DWELL_ANOMALY vs stalls"
 SWEEPS: dict[str, list[dict]] = {
     "no_movement_hours": [{"no_movement_hours": h} for h in (24, 48, 72, 96)],
     "delay_dwell_hours": [{"delay_dwell_hours": h} for h in (12, 24, 36)],
@@ -80,6 +89,9 @@ SWEEPS: dict[str, list[dict]] = {
     "damage_rate_threshold x damage_min_deliveries": [
         {"damage_rate_threshold": t, "damage_min_deliveries": n} for t in (0.005, 0.01, 0.02)
         for n in (20, 50, 100)],
+    "lane_quantile x lane_factor": [
+        {"lane_quantile": q, "lane_factor": f} for q in (0.95, 0.99) for f in (1.25, 1.5, 2)],
+    "cluster_min_share": [{"cluster_min_share": s} for s in (0, 0.02, 0.05, 0.1)],
 }
 QUICK_SWEEPS = {name: points[:2] for name, points in SWEEPS.items()}
 SWEPT_DETECTOR = {
@@ -87,6 +99,8 @@ SWEPT_DETECTOR = {
     "delay_dwell_hours": "WEATHER_DELAY_CLUSTER",
     "cluster_radius_km x cluster_min_parcels": "WEATHER_DELAY_CLUSTER",
     "damage_rate_threshold x damage_min_deliveries": "ROUTE_DAMAGE_RATE",
+    "lane_quantile x lane_factor": DWELL_VS_STALLS,
+    "cluster_min_share": "WEATHER_DELAY_CLUSTER",
 }
 SWEEP_NOTES = {
     "no_movement_hours": "A silence shorter than the threshold is never reported, so a short "
@@ -98,6 +112,11 @@ SWEEP_NOTES = {
     "small radius splits a storm into groups around single hubs, each of which must gather "
     "its own parcels (later alerts); a large radius with a low minimum joins unrelated "
     "delays across a metro area into clusters.",
+    "lane_quantile x lane_factor": "A lower quantile or factor warns sooner and of more stalls, "
+    "and of more parcels that were only slow; a higher one warns later, of fewer, and of legs "
+    "whose norm passes no_movement_hours not at all (NO_MOVEMENT speaks there).",
+    "cluster_min_share": "0 turns the rule off: every group of cluster_min_parcels is a "
+    "cluster, at a busy hub on a peak day too; a high share loses storms in busy places.",
     "damage_rate_threshold x damage_min_deliveries": "The threshold defines which routes count "
     "as bad (true damage rate above it), so precision and recall compare the minimum "
     "deliveries within one threshold; across thresholds, choose the rate worth hearing about "
@@ -128,7 +147,41 @@ def score(alerts: list[dict], scenario: Scenario, thresholds: dict) -> dict:
         "ROUTE_DAMAGE_RATE": _routes(by_type["ROUTE_DAMAGE_RATE"], truth, scenario,
                                      thresholds),
         "WEATHER_DELAY_CLUSTER": _storms(by_type["WEATHER_DELAY_CLUSTER"], truth),
+        **_dwell(alerts, truth, thresholds),
     }
+
+
+def _dwell(alerts: list[dict], truth, thresholds: dict) -> dict:
+    """DWELL_ANOMALY against its definition (meaningful at the generator's own settings,
+    the defaults) and against the stalls (any setting)."""
+    firing = {(a["waybill"], a["details"]["last_scan_ts"]): a["event_ts"] for a in alerts
+              if a["type"] == DWELL and a["status"] == "FIRING"}
+    expected = {(a["waybill"], a["last_scan_ts"]): a for a in truth.alerts
+                if a["type"] == DWELL and a["status"] == "FIRING"}
+    clear = {key for key, a in expected.items() if not a["ambiguous"]}
+    found = clear & firing.keys()
+    wrong = firing.keys() - expected.keys()
+    by_definition = _figures(len(found), len(wrong), len(clear - found),
+                             [firing[key] - expected[key]["event_ts"] for key in found])
+    by_definition["ambiguous"] = len(expected) - len(clear)
+    resolved = {(a["waybill"], a["last_scan_ts"], a["event_ts"]) for a in truth.alerts
+                if a["type"] == DWELL and a["status"] == "RESOLVED"
+                and (a["waybill"], a["last_scan_ts"]) in clear}
+    resolved_got = {(a["waybill"], a["details"]["last_scan_ts"], a["event_ts"]) for a in alerts
+                    if a["type"] == DWELL and a["status"] == "RESOLVED"}
+    by_definition["resolved"] = len(resolved & resolved_got)
+    by_definition["resolved_expected"] = len(resolved)
+    limit = round(thresholds.get("no_movement_hours", 72) * HOUR_MS)
+    stalls = {(s["waybill"], s["last_scan_ts"]): s for s in truth.dwell_stalls}
+    warned = stalls.keys() & firing.keys()
+    vs_stalls = _figures(len(warned), len(firing.keys() - stalls.keys()),
+                         len(stalls) - len(warned), [firing[key] - key[1] for key in warned])
+    leads = sorted((key[1] + limit - firing[key]) / HOUR_MS for key in warned)
+    vs_stalls["lead_hours_median"] = _round(statistics.median(leads)) if leads else None
+    vs_stalls["stalls"] = len(stalls)
+    vs_stalls["warnable_share"] = _round(
+        sum(s["warnable"] for s in stalls.values()) / len(stalls)) if stalls else None
+    return {DWELL: by_definition, DWELL_VS_STALLS: vs_stalls}
 
 
 def _figures(found: int, false_alarms: int, missed: int, delays_ms: list[int]) -> dict:

@@ -31,6 +31,9 @@ CARRIERS: dict[str, float] = {
 }
 
 HUBS_PER_CITY = 3
+# Far-off cities with few line-hauls a week: at their hubs a parcel usually waits about two
+# days after it arrives, so their legs are slow by nature, not delayed.
+REMOTE_CITIES = frozenset({"昆明", "沈阳"})
 # A carrier's hubs and stations, and the buyers, are spread over a metro area about 40 km
 # across, so a cluster radius decides whether one storm is one cluster or one per hub.
 METRO_SPREAD_DEGREES = 0.2

@@ -36,6 +36,7 @@ from benchmarks.geography import (
     hub_id,
     hub_position,
 )
+from benchmarks.legs import DwellLog, LaneRule, draw_wait, dwell_truth, leg_dwell
 from benchmarks.merchant_side import MerchantConfig, MerchantSide
 
 HOUR = 3_600_000
@@ -147,6 +148,14 @@ class ScenarioConfig:
     feed_min_expected_scans: float = FEED_MIN_EXPECTED_SCANS  # the truth of feed silences
     # Shipments and merchant actions (None: scans, claims and weather only).
     merchant: MerchantConfig | None = DEFAULT_MERCHANT
+    legs: bool = True            # per-leg log-normal waits (False: uniform in each range)
+    dwell_truth: bool = True     # the DWELL_ANOMALY truth (False: nothing kept for it)
+    # The DWELL_ANOMALY settings its truth is cut at (the contract's defaults).
+    lane_quantile: float = 0.99
+    lane_factor: float = 1.5
+    lane_history_days: int = 14
+    lane_min_samples: int = 100
+    lane_min_hours: float = 12
 
 
 @dataclass
@@ -159,6 +168,9 @@ class Truth:
     clusters: list[dict] = field(default_factory=list)   # one per storm: where, when, who
     stalls: list[dict] = field(default_factory=list)     # injected stalls: waybill, since_ts
     route_deliveries: Counter = field(default_factory=Counter)  # route id -> deliveries
+    # Every silence of at least no_movement_hours: waybill, last_scan_ts, whether its leg had
+    # a DWELL_ANOMALY norm that day to warn of it (warnable), and its threshold_ms.
+    dwell_stalls: list[dict] = field(default_factory=list)
 
 
 class Scenario:
@@ -180,6 +192,14 @@ class Scenario:
         self._feed_minutes: dict[str, dict[int, list[int]]] = {}
         self.merchant = (None if config.merchant is None
                          else MerchantSide(config.merchant, config.seed, self._next))
+        self._dwell = (DwellLog(self.lane_rule(), CHINA, self._waybill)
+                       if config.dwell_truth else None)
+
+    def lane_rule(self) -> LaneRule:
+        """The DWELL_ANOMALY settings of the config."""
+        cfg = self.config
+        return LaneRule(cfg.lane_quantile, cfg.lane_factor, cfg.lane_history_days,
+                        cfg.lane_min_samples, cfg.lane_min_hours, cfg.no_movement_hours)
 
     # -- public --------------------------------------------------------------------------
 
@@ -340,44 +360,65 @@ class Scenario:
         stops.append(destination)
         return [(CITY_NAMES[c], c) for c in stops]
 
-    def _journey(self, created: int, stops: list[tuple[str, int]], damaged_in_transit: bool
-                 ) -> list[tuple[str, int, int, dict]]:
-        """(scan_type, ts, city index, extra fields) of a normal trip, gaps well under 72 h."""
+    def _journey(self, created: int, stops: list[tuple[str, int]], damaged_in_transit: bool,
+                 carrier: str, hub: int) -> list[tuple[str, int, int, dict]]:
+        """(scan_type, ts, city index, extra fields) of a normal trip through hub number `hub`
+        of each city, gaps well under 72 h."""
         rng = self.rng
         steps: list = []
         ts = created
+
+        def wait(low: int, high: int) -> int:
+            return self._wait(steps[-1], low, high, carrier, hub)
+
         for n, (_, city) in enumerate(stops):
             if n == 0:
                 steps.append(("PICKUP", ts, city, {}))
             else:
-                ts += rng.randrange(6 * HOUR, 26 * HOUR)
+                ts += wait(6 * HOUR, 26 * HOUR)
                 steps.append(("ARRIVE", ts, city, {}))
             if rng.random() < self.config.exception_rate:
-                ts += rng.randrange(HOUR, 8 * HOUR)
+                ts += wait(HOUR, 8 * HOUR)
                 # Weather codes come with storms only: scattered ones would be noise that
                 # no real weather makes.
                 steps.append(("EXCEPTION", ts, city, {"exception_code": rng.choice(
                     ["ADDRESS", "OTHER"])}))
             if damaged_in_transit and n == len(stops) - 1:
-                ts += rng.randrange(HOUR, 4 * HOUR)
+                ts += wait(HOUR, 4 * HOUR)
                 steps.append(("EXCEPTION", ts, city, {"exception_code": "DAMAGED"}))
             if n < len(stops) - 1:
-                ts += rng.randrange(HOUR, 8 * HOUR)
+                ts += wait(HOUR, 8 * HOUR)
                 steps.append(("DEPART", ts, city, {}))
         city = stops[-1][1]
-        ts += rng.randrange(4 * HOUR, 14 * HOUR)
+        ts += wait(4 * HOUR, 14 * HOUR)
         steps.append(("OUT_FOR_DELIVERY", ts, city, {}))
         if rng.random() < self.config.failed_delivery_rate:
-            ts += rng.randrange(2 * HOUR, 6 * HOUR)
+            ts += wait(2 * HOUR, 6 * HOUR)
             steps.append(("DELIVERY_FAILED", ts, city, {}))
-            ts += rng.randrange(14 * HOUR, 26 * HOUR)
+            ts += wait(14 * HOUR, 26 * HOUR)
             steps.append(("OUT_FOR_DELIVERY", ts, city, {}))
-        ts += rng.randrange(HOUR, 6 * HOUR)
+        ts += wait(HOUR, 6 * HOUR)
         if rng.random() < self.config.return_rate:
             steps.append(("RETURNED", ts, city, {}))
         else:
             steps.append(("SIGNED", ts, city, self._signing()))
         return steps
+
+    def _wait(self, after: tuple, low: int, high: int, carrier: str, hub: int) -> int:
+        """The wait after the scan `after`, of a kind typically `low` to `high` ms: drawn for
+        its leg (uniform in the range without `legs`)."""
+        if not self.config.legs:
+            return self.rng.randrange(low, high)
+        kind, _, city, _ = after
+        median, sigma = leg_dwell(carrier, city, hub, kind, low, high)
+        return draw_wait(self.rng, median, sigma, self._longest_wait())
+
+    def _longest_wait(self) -> int:
+        """The longest ordinary wait: well short of a stall."""
+        return int(0.9 * self.config.no_movement_hours * HOUR)
+
+    def _waybill(self, carrier: str, number: int) -> str:
+        return f"{carrier}{self.config.seed:02d}{number:010d}"
 
     def _signing(self) -> dict:
         rng = self.rng
@@ -401,12 +442,13 @@ class Scenario:
     def _parcel(self, i: int, created: int) -> list[tuple]:
         cfg, rng = self.config, self.rng
         carrier = rng.choices(CARRIER_NAMES, CARRIER_WEIGHTS)[0]
-        waybill = f"{carrier}{cfg.seed:02d}{i:010d}"
+        waybill = self._waybill(carrier, i)
+        hub = i % HUBS_PER_CITY
         stops = self._route()
         origin, destination = stops[0][0], stops[-1][0]
         damaged = rng.random() < damage_rate(carrier, origin, destination)
         in_transit = damaged and rng.random() < 0.5
-        steps = self._journey(created, stops, in_transit)
+        steps = self._journey(created, stops, in_transit, carrier, hub)
         for storm in cfg.storms:
             steps = self._weather_the_storm(storm, steps, waybill)
         if rng.random() < STALL_RATES[carrier] * cfg.stall_scale:
@@ -420,11 +462,11 @@ class Scenario:
                 round(city_lon + rng.uniform(-spread, spread), 5))
         items = []
         for n, (kind, ts, city, extra) in enumerate(steps):
-            lat, lon = hub_position(carrier, city, i % HUBS_PER_CITY)
+            lat, lon = hub_position(carrier, city, hub)
             record = {
                 "event_id": self._event_id(), "waybill": waybill, "carrier": carrier,
                 "scan_type": kind, "ts": ts,
-                "hub_id": hub_id(carrier, city, i % HUBS_PER_CITY), "city": CITY_NAMES[city],
+                "hub_id": hub_id(carrier, city, hub), "city": CITY_NAMES[city],
                 "lat": round(lat + rng.uniform(-0.002, 0.002), 5),  # GPS noise, about 200 m
                 "lon": round(lon + rng.uniform(-0.002, 0.002), 5),
             }
@@ -445,6 +487,8 @@ class Scenario:
                 items.append(self._next(ts, "scans", waybill, self._junk(record), carrier))
             self._max_ts = max(self._max_ts, ts)
         self._expect(waybill, steps)
+        if self._dwell is not None:
+            self._dwell.add_trip(i, carrier, hub, steps)
         if self.merchant is not None:
             items += self.merchant.for_parcel(i, carrier, waybill, merchant, order, steps)
         last_kind, last_ts, _, last_extra = steps[-1]
@@ -538,7 +582,9 @@ class Scenario:
         return f"wx-{self.config.seed}-{n + 1}"
 
     def _weather_the_storm(self, storm: Storm, steps: list, waybill: str) -> list:
-        """A parcel sitting in the storm's city while it rages moves on only well after it."""
+        """A parcel sitting in the storm's city while it rages moves on only well after it,
+        but within the longest ordinary wait of its last scan: a storm delays parcels, it
+        does not make them look lost."""
         start, end = self._storm_window(storm)
         city = CITY_NAMES.index(storm.city)
         for i, (kind, ts, at, _) in enumerate(steps[:-1]):
@@ -553,6 +599,7 @@ class Scenario:
             if rng.random() < storm.weather_code_share:
                 head.append(("EXCEPTION", held_from + rng.randrange(HOUR, 2 * HOUR), city,
                              {"exception_code": "WEATHER"}))
+            resume = min(resume, head[-1][1] + self._longest_wait())
             shift = max(0, resume - tail[0][1])
             self._held[storm].append(waybill)
             return head + [(k, t + shift, c, extra) for k, t, c, extra in tail]
@@ -583,6 +630,8 @@ class Scenario:
         self._merchant_truth(watermark)
         if self._late is not None:
             self._take_truth_of(self._late, watermark)
+        if self._dwell is not None:
+            self._dwell_truth(watermark)
         self.truth.counts["final_watermark"] = watermark
         self.truth.alerts += self._feed_silences(watermark)
         self.truth.counts["parcels"] = self.config.parcels
@@ -612,6 +661,21 @@ class Scenario:
         for waybill, last_ts in self._trailing:
             if last_ts + limit <= watermark:
                 self._alert(waybill, "FIRING", last_ts + limit)
+
+    def _dwell_truth(self, watermark: int) -> None:
+        """DWELL_ANOMALY by the contract's definition, over this scenario's scans and the
+        backfilled one's: both teach the legs' norms, and both are judged against them."""
+        logs = [self._dwell] if self._late is None else [self._dwell, self._late._dwell]
+        alerts, stalls, norms = dwell_truth(logs, self.lane_rule(), watermark)
+        self.truth.alerts += alerts
+        self.truth.dwell_stalls = stalls
+        firing = [a for a in alerts if a["status"] == "FIRING"]
+        days = range(self._dwell.day(self.config.start_ts), self._dwell.day(watermark) + 1)
+        self.truth.counts.update(
+            dwell_firing=sum(not a["ambiguous"] for a in firing),
+            dwell_ambiguous=sum(a["ambiguous"] for a in firing),
+            stalls=len(stalls), stalls_warnable=sum(s["warnable"] for s in stalls),
+            dwell_legs_usable=norms.usable_legs(days))
 
     def _take_truth_of(self, late: Scenario, watermark: int) -> None:
         """The backfilled scenario's truth as of this one's end: its parcels are judged by

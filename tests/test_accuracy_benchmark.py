@@ -23,7 +23,8 @@ def test_accuracy_benchmark_scores_every_detector_and_writes_its_report(tmp_path
     assert default_again["NO_MOVEMENT"] == defaults["NO_MOVEMENT"]
     # A sweep run keeps the delays of the detector it tunes, and only those.
     assert [d for d, f in short.items() if "delays_hours" in f] == ["NO_MOVEMENT"]
-    assert set(defaults) == {*accuracy.DETECTORS, *accuracy.MERCHANT_SIDE}
+    assert set(defaults) == {*accuracy.DETECTORS, *accuracy.MERCHANT_SIDE, accuracy.DWELL,
+                             accuracy.DWELL_VS_STALLS}
     # The merchant's side is exact: every case at its time, nothing else, each resolution too.
     for kind in accuracy.MERCHANT_SIDE:
         figures = defaults[kind]
