@@ -1,13 +1,16 @@
-"""Precision, recall and detection delay of every detector against the ground truth, and
+"""Precision, recall and detection delay of every detector against a ground truth, and
 threshold sweeps, through the real dataflow (`replay`, or `run` on Kafka with `--kafka`).
 
     python -m benchmarks.accuracy --parcels 20000 --json benchmarks/results/accuracy.json \\
-        --report benchmarks/results/accuracy
+        --report benchmarks/results/accuracy --recommend recommended.toml
 
 Generates one scenario, replays it with the default thresholds and once per point of each
-sweep, and scores each run. With `--kafka` the scenario is produced once to the embedded
-broker and each run is `run --from-beginning --exit-at-end` writing to output topics of its
-own; both paths are scored alike:
+sweep of the grid file (`benchmarks/sweeps.toml`, or `--sweeps FILE`), and scores each run.
+With `--inputs DIR --truth FILE` the runs replay an analyst's own JSON Lines files instead,
+scored against the labelled cases of a truth file (docs/accuracy.md). With `--kafka` the
+scenario is produced once to the embedded broker and each run is `run --from-beginning
+--exit-at-end` writing to output topics of its own; both paths are scored alike
+(`benchmarks.scoring`):
 - NO_MOVEMENT against the injected stalls: a stall is found when a FIRING names its parcel
   at or after the stall began; a parcel with a FIRING that was never stalled, or before its
   stall (an ordinary long leg), is a false alarm. Stalls too close to the end of input
@@ -33,7 +36,9 @@ own; both paths are scored alike:
   any setting): against every silence of `no_movement_hours` or more, precision (firings on
   such silences over all firings), recall, the share of them it could warn of at all (legs
   with a norm), and the lead over NO_MOVEMENT.
-The report (markdown and PNG plots) says which setting to pick for which goal.
+Precision and recall carry 95% bootstrap intervals. The report (markdown, PNG plots) says
+which setting to pick for which goal; `--recommend FILE` writes the picks as a `[thresholds]`
+table that `parcelwatch --config FILE` loads.
 """
 
 from __future__ import annotations
@@ -41,18 +46,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import msgspec
+import tomli_w
 from prometheus_client import CollectorRegistry
 
 from alerts.metrics import Metrics
-from benchmarks.geography import damage_rate
 from benchmarks.machine import report
 from benchmarks.merchant_side import MerchantConfig
 from benchmarks.plots import pyplot, save
@@ -64,276 +70,130 @@ from benchmarks.scenario import (
     Outage,
     Scenario,
     ScenarioConfig,
+    Truth,
 )
-from benchmarks.writers import produce, progress_bar, write_files
+from benchmarks.scoring import (
+    DETECTORS,
+    DWELL,
+    DWELL_VS_STALLS,
+    FEED_SILENT,
+    MERCHANT_SIDE,
+    Context,
+    context_of,
+    score,
+    score_against,
+    truth_summary,
+)
+from benchmarks.sweep_grid import SWEEPS_FILE, Sweep, load_sweeps
+from benchmarks.truth_file import load_truth, write_truth_file
+from benchmarks.writers import INPUT_TOPICS, produce, progress_bar, write_files
 from connectors.broker import EmbeddedBroker
 from connectors.kafka import client_config, ensure_topics, read_topic
 from flows.config import Settings, Topics, load_settings
 from flows.runner import replay, run
-from models.settings import Thresholds
+from models.settings import ConfigError, Thresholds
+
+__all__ = ["DETECTORS", "DWELL", "DWELL_VS_STALLS", "MERCHANT_SIDE", "measure",
+           "measure_files", "recommend", "score", "write_recommended", "write_report"]
 
 DEFAULTS = Thresholds()
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
-DETECTORS = ("NO_MOVEMENT", "SIGNED_DISPUTED", "ROUTE_DAMAGE_RATE", "WEATHER_DELAY_CLUSTER")
-# Scored exactly against the generator's truth (FIRING and RESOLVED at their event times).
-MERCHANT_SIDE = ("PICKUP_OVERDUE", "PROMISE_MISSED", "DISPUTE_UNANSWERED")
-DWELL = "DWELL_ANOMALY"
-DWELL_VS_STALLS = "DWELL_ANOMALY vs stalls"
-SWEEPS: dict[str, list[dict]] = {
-    "no_movement_hours": [{"no_movement_hours": h} for h in (24, 48, 72, 96)],
-    "delay_dwell_hours": [{"delay_dwell_hours": h} for h in (12, 24, 36)],
-    "cluster_radius_km x cluster_min_parcels": [
-        {"cluster_radius_km": r, "cluster_min_parcels": n} for r in (10, 25, 50)
-        for n in (3, 5, 10)],
-    "damage_rate_threshold x damage_min_deliveries": [
-        {"damage_rate_threshold": t, "damage_min_deliveries": n} for t in (0.005, 0.01, 0.02)
-        for n in (20, 50, 100)],
-    "lane_quantile x lane_factor": [
-        {"lane_quantile": q, "lane_factor": f} for q in (0.95, 0.99) for f in (1.25, 1.5, 2)],
-    "cluster_min_share": [{"cluster_min_share": s} for s in (0, 0.02, 0.05, 0.1)],
-}
-QUICK_SWEEPS = {name: points[:2] for name, points in SWEEPS.items()}
-SWEPT_DETECTOR = {
-    "no_movement_hours": "NO_MOVEMENT",
-    "delay_dwell_hours": "WEATHER_DELAY_CLUSTER",
-    "cluster_radius_km x cluster_min_parcels": "WEATHER_DELAY_CLUSTER",
-    "damage_rate_threshold x damage_min_deliveries": "ROUTE_DAMAGE_RATE",
-    "lane_quantile x lane_factor": DWELL_VS_STALLS,
-    "cluster_min_share": "WEATHER_DELAY_CLUSTER",
-}
-SWEEP_NOTES = {
-    "no_movement_hours": "A silence shorter than the threshold is never reported, so a short "
-    "threshold also flags ordinary long legs; a long one reports later and misses stalls "
-    "that end before it.",
-    "delay_dwell_hours": "A short dwell counts ordinary waits (a failed delivery retried the "
-    "next day) as delays, so background clusters appear; a long one reports storms later.",
-    "cluster_radius_km x cluster_min_parcels": "A city's hubs lie up to about 40 km apart: a "
-    "small radius splits a storm into groups around single hubs, each of which must gather "
-    "its own parcels (later alerts); a large radius with a low minimum joins unrelated "
-    "delays across a metro area into clusters.",
-    "lane_quantile x lane_factor": "A lower quantile or factor warns sooner and of more stalls, "
-    "and of more parcels that were only slow; a higher one warns later, of fewer, and of legs "
-    "whose norm passes no_movement_hours not at all (NO_MOVEMENT speaks there).",
-    "cluster_min_share": "0 turns the rule off: every group of cluster_min_parcels is a "
-    "cluster, at a busy hub on a peak day too; a high share loses storms in busy places.",
-    "damage_rate_threshold x damage_min_deliveries": "The threshold defines which routes count "
-    "as bad (true damage rate above it), so precision and recall compare the minimum "
-    "deliveries within one threshold; across thresholds, choose the rate worth hearing about "
-    "and read its delay.",
-}
-# A setting that decides what counts as a case: settings are compared only with the
-# settings that share its value.
-COMPARED_WITHIN = {"damage_rate_threshold x damage_min_deliveries": "damage_rate_threshold"}
 INPUT_FIELDS = ("scans", "disputes", "weather", "shipments", "merchant_actions")
 OUTPUT_FIELDS = ("alerts", "merchant_notifications", "route_scores", "dead_letter")
+# Scored at their exact event times: a delay is 0 by construction, so none is drawn.
+EXACT = (FEED_SILENT, *MERCHANT_SIDE)
+Runner = Callable[[int, dict], list[dict]]  # (run number, setting) -> the run's alerts
 
 
-def score(alerts: list[dict], scenario: Scenario, thresholds: dict) -> dict:
-    """Per detector: true/false positives, misses, precision, recall, F1, delays (hours)."""
-    truth = scenario.truth
-    firing = [a for a in alerts if a["status"] == "FIRING"]
-    by_type = {kind: [a for a in firing if a["type"] == kind] for kind in DETECTORS}
-    outages = {(a["carrier"], a["event_ts"]) for a in truth.alerts if a["type"] == "FEED_SILENT"}
-    feeds = {} if not outages else {"FEED_SILENT": _feeds(
-        [a for a in firing if a["type"] == "FEED_SILENT"], outages)}
-    merchant_side = {kind: _exact(alerts, truth, kind) for kind in MERCHANT_SIDE
-                     if scenario.config.merchant is not None}
-    return {
-        **feeds,
-        **merchant_side,
-        "NO_MOVEMENT": _stalls(by_type["NO_MOVEMENT"], truth, thresholds),
-        "SIGNED_DISPUTED": _disputes(by_type["SIGNED_DISPUTED"], truth),
-        "ROUTE_DAMAGE_RATE": _routes(by_type["ROUTE_DAMAGE_RATE"], truth, scenario,
-                                     thresholds),
-        "WEATHER_DELAY_CLUSTER": _storms(by_type["WEATHER_DELAY_CLUSTER"], truth),
-        **_dwell(alerts, truth, thresholds),
-    }
-
-
-def _dwell(alerts: list[dict], truth, thresholds: dict) -> dict:
-    """DWELL_ANOMALY against its definition (meaningful at the generator's own settings,
-    the defaults) and against the stalls (any setting)."""
-    firing = {(a["waybill"], a["details"]["last_scan_ts"]): a["event_ts"] for a in alerts
-              if a["type"] == DWELL and a["status"] == "FIRING"}
-    expected = {(a["waybill"], a["last_scan_ts"]): a for a in truth.alerts
-                if a["type"] == DWELL and a["status"] == "FIRING"}
-    clear = {key for key, a in expected.items() if not a["ambiguous"]}
-    found = clear & firing.keys()
-    wrong = firing.keys() - expected.keys()
-    by_definition = _figures(len(found), len(wrong), len(clear - found),
-                             [firing[key] - expected[key]["event_ts"] for key in found])
-    by_definition["ambiguous"] = len(expected) - len(clear)
-    resolved = {(a["waybill"], a["last_scan_ts"], a["event_ts"]) for a in truth.alerts
-                if a["type"] == DWELL and a["status"] == "RESOLVED"
-                and (a["waybill"], a["last_scan_ts"]) in clear}
-    resolved_got = {(a["waybill"], a["details"]["last_scan_ts"], a["event_ts"]) for a in alerts
-                    if a["type"] == DWELL and a["status"] == "RESOLVED"}
-    by_definition["resolved"] = len(resolved & resolved_got)
-    by_definition["resolved_expected"] = len(resolved)
-    limit = round(thresholds.get("no_movement_hours", 72) * HOUR_MS)
-    stalls = {(s["waybill"], s["last_scan_ts"]): s for s in truth.dwell_stalls}
-    warned = stalls.keys() & firing.keys()
-    vs_stalls = _figures(len(warned), len(firing.keys() - stalls.keys()),
-                         len(stalls) - len(warned), [firing[key] - key[1] for key in warned])
-    leads = sorted((key[1] + limit - firing[key]) / HOUR_MS for key in warned)
-    vs_stalls["lead_hours_median"] = _round(statistics.median(leads)) if leads else None
-    vs_stalls["stalls"] = len(stalls)
-    vs_stalls["warnable_share"] = _round(
-        sum(s["warnable"] for s in stalls.values()) / len(stalls)) if stalls else None
-    return {DWELL: by_definition, DWELL_VS_STALLS: vs_stalls}
-
-
-def _figures(found: int, false_alarms: int, missed: int, delays_ms: list[int]) -> dict:
-    precision = found / (found + false_alarms) if found + false_alarms else None
-    recall = found / (found + missed) if found + missed else None
-    f1 = (2 * precision * recall / (precision + recall)
-          if precision and recall else 0.0 if precision is not None else None)
-    delays = sorted(d / HOUR_MS for d in delays_ms)
-    return {
-        "found": found, "false_alarms": false_alarms, "missed": missed,
-        "precision": _round(precision), "recall": _round(recall), "f1": _round(f1),
-        "delay_hours_median": _round(statistics.median(delays)) if delays else None,
-        "delay_hours_p90": _round(delays[math.ceil(0.9 * len(delays)) - 1]) if delays else None,
-        "delays_hours": [round(d, 2) for d in delays],
-    }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
-def _stalls(alerts: list[dict], truth, thresholds: dict) -> dict:
-    limit = round(thresholds.get("no_movement_hours", 72) * HOUR_MS)
-    end = truth.counts["final_watermark"]
-    judged = {s["waybill"]: s["since_ts"] for s in truth.stalls if s["since_ts"] + limit <= end}
-    stalled = {s["waybill"]: s["since_ts"] for s in truth.stalls}
-    # A stall's alert is the parcel's first FIRING from its stall on; a FIRING for a parcel
-    # never stalled, or before its stall (an ordinary long leg), is a false alarm.
-    first: dict[str, int] = {}
-    early: set[str] = set()
-    for alert in alerts:
-        waybill, ts = alert["waybill"], alert["event_ts"]
-        if waybill in stalled and ts >= stalled[waybill]:
-            first[waybill] = min(ts, first.get(waybill, ts))
-        else:
-            early.add(waybill)
-    found = [w for w in judged if w in first]
-    return _figures(len(found), len(early), len(judged) - len(found),
-                    [first[w] - judged[w] for w in found])
-
-
-def _exact(alerts: list[dict], truth, kind: str) -> dict:
-    """Every FIRING at its exact event time, and whether each RESOLVED came at its own:
-    the truth is the contract's definition applied to the generated times."""
-    def keyed(records: list[dict], status: str) -> set[tuple[str, int]]:
-        return {(a["waybill"], a["event_ts"]) for a in records
-                if a["type"] == kind and a["status"] == status}
-    expected, got = keyed(truth.alerts, "FIRING"), keyed(alerts, "FIRING")
-    found = expected & got
-    figures = _figures(len(found), len(got - expected), len(expected - found), [0] * len(found))
-    resolved, resolved_got = keyed(truth.alerts, "RESOLVED"), keyed(alerts, "RESOLVED")
-    figures["resolved"] = len(resolved & resolved_got)
-    figures["resolved_expected"] = len(resolved)
-    figures["resolved_wrong"] = len(resolved_got - resolved)
-    return figures
-
-
-def _feeds(alerts: list[dict], expected: set[tuple[str, int]]) -> dict:
-    """One FEED_SILENT per outage, at the carrier's last scan before it + 120 min exactly."""
-    got = {(a["carrier"], a["event_ts"]) for a in alerts}
-    found = expected & got
-    return _figures(len(found), len(got - expected), len(expected - found), [0] * len(found))
-
-
-def _disputes(alerts: list[dict], truth) -> dict:
-    expected = {(a["waybill"], a["event_ts"]) for a in truth.alerts
-                if a["type"] == "SIGNED_DISPUTED"}
-    got = {(a["waybill"], a["event_ts"]): a for a in alerts}
-    found = expected & got.keys()
-    return _figures(len(found), len(got.keys() - expected), len(expected - found),
-                    [got[key]["event_ts"] - got[key]["details"]["dispute_ts"] for key in found])
-
-
-def _routes(alerts: list[dict], truth, scenario: Scenario, thresholds: dict) -> dict:
-    threshold = thresholds.get("damage_rate_threshold", DEFAULTS.damage_rate_threshold)
-    first: dict[str, int] = {}
-    for alert in alerts:
-        first.setdefault(alert["details"]["route_id"], alert["event_ts"])
-    above = {route for route in truth.route_deliveries if _true_damage_rate(route) > threshold}
-    found = above & first.keys()
-    # One floor for every setting, so recall compares settings on the same routes.
-    missed = {route for route in above - found
-              if truth.route_deliveries[route] >= DEFAULTS.damage_min_deliveries}
-    return _figures(len(found), len(first.keys() - above), len(missed),
-                    [first[route] - scenario.config.start_ts for route in found])
-
-
-def _true_damage_rate(route_id: str) -> float:
-    carrier, _, lane = route_id.partition(":")
-    origin, _, destination = lane.partition(">")
-    return damage_rate(carrier, origin, destination)
-
-
-def _storms(alerts: list[dict], truth) -> dict:
-    first: dict[str, dict] = {}
-    for alert in alerts:
-        first.setdefault(alert["alert_id"], alert)
-    matched, found_storms, delays = set(), 0, []
-    for storm in truth.clusters:
-        mine = [a for a in first.values() if a["details"]["city"] == storm["city"]
-                and storm["start_ts"] <= a["event_ts"] <= storm["end_ts"] + 2 * DAY_MS]
-        matched.update(a["alert_id"] for a in mine)
-        if mine:
-            found_storms += 1
-            delays.append(min(a["event_ts"] for a in mine) - storm["start_ts"])
-    return _figures(found_storms, len(first) - len(matched), len(truth.clusters) - found_storms,
-                    delays)
-
-
-def measure(parcels: int, days: float, seed: int, sweeps: dict[str, list[dict]],
+def measure(parcels: int, days: float, seed: int, sweeps: list[Sweep],
             show_progress: bool = True, kafka: bool = False,
             brokers: str | None = None, outage: Outage | None = None,
             backfill: Backfill | None = None,
-            merchant: MerchantConfig | None = DEFAULT_MERCHANT) -> dict:
-    """Every run of the sweeps on one scenario, scored. On Kafka (`kafka`, or `brokers`
-    naming a cluster to use instead of a fresh embedded broker) runs go through `run`, as in
-    production; otherwise through `replay` over files."""
+            merchant: MerchantConfig | None = DEFAULT_MERCHANT, quick: bool = False,
+            truth_file: Path | None = None) -> dict:
+    """Every run of the sweeps on one generated scenario, scored. On Kafka (`kafka`, or
+    `brokers` naming a cluster to use instead of a fresh embedded broker) runs go through
+    `run`, as in production; otherwise through `replay` over files. `truth_file`: also
+    write the scenario's truth there, in the truth file format."""
     scenario = Scenario(ScenarioConfig(parcels=parcels, days=days, seed=seed, outage=outage,
                                        backfill=backfill, merchant=merchant))
-    runs = [("defaults", {})] + [(name, point) for name, points in sweeps.items()
-                                 for point in points]
     path = "kafka" if kafka or brokers else "replay"
-    with progress_bar(transient=not show_progress) as bar:
-        task = bar.add_task(f"runs ({path})", total=len(runs))
-        results = []
-        for sweep, point, alerts in _alerts_of_runs(scenario, runs, path, brokers):
-            results.append(_scored(sweep, point, alerts, scenario))
-            bar.advance(task)
+    runner = (_generated_replays(scenario) if path == "replay"
+              else _kafka_runs(scenario, brokers))
+    with (_runs_shown(path, sweeps, quick, show_progress) as (runs, advance),
+          runner as alerts_of):
+        # The runner has written the scenario out: its truth is complete from here.
+        truth, context = scenario.truth, context_of(scenario)
+        scored = _scored_runs(runs, alerts_of, truth, context, advance)
+    if truth_file is not None:
+        write_truth_file(truth, context, truth_file)
     return {"parcels": parcels, "days": days, "seed": seed, "path": path,
-            "truth": {"stalls": len(scenario.truth.stalls),
-                      "signed_disputed": sum(a["type"] == "SIGNED_DISPUTED"
-                                             for a in scenario.truth.alerts),
-                      "bad_routes": len(scenario.truth.bad_routes),
-                      "storms": len(scenario.truth.clusters),
-                      "feed_outages": sum(a["type"] == "FEED_SILENT"
-                                          for a in scenario.truth.alerts),
-                      "backfilled_parcels": scenario.truth.counts["backfilled_parcels"]},
+            "truth": truth_summary(truth, context),
             "outage": None if outage is None else asdict(outage),
             "backfill": None if backfill is None else asdict(backfill),
-            "runs": results}
+            "sweeps": [msgspec.to_builtins(sweep) for sweep in sweeps], "runs": scored}
 
 
-def _alerts_of_runs(scenario: Scenario, runs: list[tuple[str, dict]], path: str,
-                    brokers: str | None) -> Iterator[tuple[str, dict, list[dict]]]:
-    """(sweep, setting, alerts) of each run, on the path asked for."""
-    if path == "replay":
-        yield from _replayed(scenario, runs)
-    elif brokers:
-        yield from _on_kafka(scenario, runs, brokers)
-    else:
-        with EmbeddedBroker() as broker:
-            yield from _on_kafka(scenario, runs, broker.bootstrap)
+def measure_files(inputs_dir: Path, truth_path: Path, sweeps: list[Sweep],
+                  show_progress: bool = True, quick: bool = False) -> dict:
+    """Every run of the sweeps over an analyst's JSON Lines files, scored against the truth
+    file. A sweep whose detector the truth cannot judge is left out (it would cost runs to
+    say nothing). Raises ConfigError, before any run, for missing inputs or a bad truth."""
+    inputs = input_files(inputs_dir)
+    truth, context = load_truth(truth_path)
+    usable = [sweep for sweep in sweeps if sweep.detector in context.scored]
+    with (_runs_shown("replay", usable, quick, show_progress) as (runs, advance),
+          _replays(inputs) as alerts_of):
+        scored = _scored_runs(runs, alerts_of, truth, context, advance)
+    return {"inputs": str(inputs_dir), "input_files": sorted(p.name for p in inputs.values()),
+            "truth_file": str(truth_path), "path": "replay",
+            "truth": truth_summary(truth, context),
+            "sweeps": [msgspec.to_builtins(sweep) for sweep in usable],
+            "sweeps_left_out": [sweep.name for sweep in sweeps if sweep not in usable],
+            "runs": scored}
+
+
+def input_files(inputs_dir: Path) -> dict[str, Path]:
+    """The inputs `replay` takes, by the names `write_files` gives them (scans.jsonl, ...,
+    merchant-actions.jsonl): those present; scans.jsonl is needed."""
+    found = {topic: inputs_dir / f"{topic}.jsonl" for topic in INPUT_TOPICS
+             if (inputs_dir / f"{topic}.jsonl").is_file()}
+    if "scans" not in found:
+        raise ConfigError(f"--inputs {inputs_dir}: no scans.jsonl there (inputs are "
+                          f"{', '.join(f'{t}.jsonl' for t in INPUT_TOPICS)})")
+    return found
+
+
+@contextmanager
+def _runs_shown(path: str, sweeps: list[Sweep], quick: bool, show: bool):
+    """The runs to make (the defaults, then each sweep's points; `quick`: two per sweep)
+    and a callback that advances the progress bar by one."""
+    runs = [("defaults", None, {})] + [
+        (sweep.name, sweep.detector, point) for sweep in sweeps
+        for point in (sweep.points()[:2] if quick else sweep.points())]
+    with progress_bar(transient=not show) as bar:
+        task = bar.add_task(f"runs ({path})", total=len(runs))
+        yield runs, lambda: bar.advance(task)
+
+
+def _scored_runs(runs: list[tuple[str, str | None, dict]], alerts_of: Runner, truth: Truth,
+                 context: Context, advance: Callable[[], None]) -> list[dict]:
+    scored = []
+    for n, (sweep, detector, point) in enumerate(runs):
+        scored.append(_scored(sweep, detector, point, alerts_of(n, point), truth, context))
+        advance()
+    return scored
+
+
+def _scored(sweep: str, detector: str | None, point: dict, alerts: list[dict], truth: Truth,
+            context: Context) -> dict:
+    """One run's figures. Delay lists are kept only where a plot draws them (every detector
+    at the defaults, the swept detector in a sweep), to keep the JSON small."""
+    detectors = score_against(alerts, truth, context, point)
+    if sweep != "defaults":
+        for name, figures in detectors.items():
+            if name != detector:
+                del figures["delays_hours"]
+    return {"sweep": sweep, "setting": point, "detectors": detectors}
 
 
 def _settings(point: dict, **overrides) -> Settings:
@@ -343,24 +203,36 @@ def _settings(point: dict, **overrides) -> Settings:
                          **overrides)
 
 
-def _replayed(scenario: Scenario,
-              runs: list[tuple[str, dict]]) -> Iterator[tuple[str, dict, list[dict]]]:
-    """The scenario written once to JSON Lines files, each run a `replay` of them."""
+@contextmanager
+def _replays(inputs: dict[str, Path]) -> Iterator[Runner]:
+    """Each run a `replay` of the input files into a folder of its own."""
     with tempfile.TemporaryDirectory() as work:
-        work_dir = Path(work)
-        paths = write_files(scenario, work_dir / "scenario", show_progress=False)
-        inputs = dict(paths)
-        for n, (sweep, point) in enumerate(runs):
-            out = work_dir / f"run-{n}"
+        def alerts_of(n: int, point: dict) -> list[dict]:
+            out = Path(work) / f"run-{n}"
             replay(_settings(point), inputs, out, Metrics(CollectorRegistry()))
             with (out / "alerts.jsonl").open(encoding="utf-8") as lines:
-                yield sweep, point, [json.loads(line) for line in lines if line.strip()]
+                return [json.loads(line) for line in lines if line.strip()]
+        yield alerts_of
 
 
-def _on_kafka(scenario: Scenario, runs: list[tuple[str, dict]],
-              brokers: str) -> Iterator[tuple[str, dict, list[dict]]]:
+@contextmanager
+def _generated_replays(scenario: Scenario) -> Iterator[Runner]:
+    """The scenario written once to JSON Lines files, each run a `replay` of them."""
+    with tempfile.TemporaryDirectory() as work:
+        paths = write_files(scenario, Path(work) / "scenario", show_progress=False)
+        with _replays(dict(paths)) as alerts_of:
+            yield alerts_of
+
+
+@contextmanager
+def _kafka_runs(scenario: Scenario, brokers: str | None) -> Iterator[Runner]:
     """The scenario produced once to input topics named for this measurement (a shared
-    cluster may hold others), each run `run --exit-at-end` from the beginning of them."""
+    cluster may hold others), each run `run --exit-at-end` from the beginning of them; on a
+    fresh embedded broker unless `brokers` names a cluster."""
+    if brokers is None:
+        with EmbeddedBroker() as broker, _kafka_runs(scenario, broker.bootstrap) as alerts_of:
+            yield alerts_of
+        return
     prefix = f"accuracy-{uuid.uuid4().hex[:8]}"
     base = _settings({}, brokers=brokers, recovery=False)
     inputs = _prefixed(base.topics, prefix, INPUT_FIELDS)
@@ -368,14 +240,16 @@ def _on_kafka(scenario: Scenario, runs: list[tuple[str, dict]],
     ensure_topics(config, list(inputs.inputs().values()), base.topic_partitions,
                   base.connect_timeout_seconds)
     produce(scenario, config, inputs.inputs(), show_progress=False)
-    for n, (sweep, point) in enumerate(runs):
+
+    def alerts_of(n: int, point: dict) -> list[dict]:
         settings = _settings(point, brokers=brokers, recovery=False)
         settings = msgspec.structs.replace(
             settings, topics=_prefixed(inputs, f"{prefix}-run{n}", OUTPUT_FIELDS))
         if run(settings, Metrics(CollectorRegistry()), from_beginning=True, exit_at_end=True):
             raise KeyboardInterrupt  # stopped by Ctrl-C: its alerts would be partial
         records = read_topic(config, settings.topics.alerts)
-        yield sweep, point, [json.loads(value) for _key, value, _partition in records]
+        return [json.loads(value) for _key, value, _partition in records]
+    yield alerts_of
 
 
 def _prefixed(topics: Topics, prefix: str, fields: tuple[str, ...]) -> Topics:
@@ -386,38 +260,31 @@ def _prefixed(topics: Topics, prefix: str, fields: tuple[str, ...]) -> Topics:
         topics, **{field: f"{prefix}-{getattr(defaults, field)}" for field in fields})
 
 
-def _scored(sweep: str, point: dict, alerts: list[dict], scenario: Scenario) -> dict:
-    """One run's figures. Delay lists are kept only where a plot draws them (every detector
-    at the defaults, the swept detector in a sweep), to keep the JSON small."""
-    detectors = score(alerts, scenario, point)
-    if sweep != "defaults":
-        for detector, figures in detectors.items():
-            if detector != SWEPT_DETECTOR.get(sweep):
-                del figures["delays_hours"]
-    return {"sweep": sweep, "setting": point, "detectors": detectors}
-
-
 def recommend(results: dict) -> dict[str, dict]:
     """Per sweep: the setting with the best F1, and the one with the best recall among those
     with precision at least 0.8 (for teams that would rather hear of every case); between
     equals, the one that alerts sooner. Where a setting decides what counts as a case
-    (COMPARED_WITHIN), the picks are made among the settings that share its value."""
+    (compared_within), the picks are made among the settings that share its value."""
     picks: dict[str, dict] = {}
-    for sweep, detector in SWEPT_DETECTOR.items():
-        points = [r for r in results["runs"] if r["sweep"] == sweep]
-        within = COMPARED_WITHIN.get(sweep)
+    for sweep in results["sweeps"]:
+        name, detector, within = sweep["name"], sweep["detector"], sweep["compared_within"]
+        points = [r for r in results["runs"] if r["sweep"] == name]
         if within is None:
             pick = _pick(points, detector)
             if pick is not None:
-                picks[sweep] = {"detector": detector, **pick}
+                picks[name] = {"detector": detector, **pick}
             continue
         groups: dict[str, list[dict]] = {}
         for r in points:
-            groups.setdefault(f"{within}={r['setting'][within]:g}", []).append(r)
+            groups.setdefault(_group(within, r["setting"][within]), []).append(r)
         chosen = {group: _pick(members, detector) for group, members in groups.items()}
-        picks[sweep] = {"detector": detector,
-                        "within": {g: pick for g, pick in chosen.items() if pick is not None}}
+        picks[name] = {"detector": detector,
+                       "within": {g: pick for g, pick in chosen.items() if pick is not None}}
     return picks
+
+
+def _group(setting: str, value: float) -> str:
+    return f"{setting}={value:g}"
 
 
 def _pick(points: list[dict], detector: str) -> dict | None:
@@ -439,44 +306,110 @@ def _sooner(figures: dict) -> float:
     return -math.inf if median is None else -median
 
 
+def write_recommended(results: dict, path: Path, command: str) -> None:
+    """The best-F1 setting of each sweep as a `[thresholds]` table that `parcelwatch
+    --config FILE` loads, each under a comment naming its sweep and the figures that chose
+    it. Where a setting decides what counts as a case (compared_within), the pick is made
+    at that setting's default: which rate is worth hearing about is a business choice, not
+    a figure's."""
+    picks = recommend(results)
+    lines = [f"# Recommended by: {command}",
+             "# The best F1 of each sweep (ties: the better recall, then the sooner alert).",
+             "# Apply: parcelwatch run --config THIS_FILE, or copy the table into yours.",
+             "", "[thresholds]"]
+    for sweep in results["sweeps"]:
+        setting, why = _recommended(sweep, picks.get(sweep["name"]), results["runs"])
+        lines += ["", f"# {why}"]
+        if setting is not None:
+            lines.append(tomli_w.dumps(setting).rstrip("\n"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _recommended(sweep: dict, pick: dict | None, runs: list[dict]) -> tuple[dict | None, str]:
+    """A sweep's setting to apply (None: no pick) and the comment that says why."""
+    name, detector, within = sweep["name"], sweep["detector"], sweep["compared_within"]
+    points = [r for r in runs if r["sweep"] == name]
+    about = f"{name} ({detector})"
+    if within is not None:
+        group = _group(within, getattr(DEFAULTS, within))
+        about += f", within the default {group}"
+        points = [r for r in points if _group(within, r["setting"][within]) == group]
+        pick = (pick or {}).get("within", {}).get(group)
+    if not points:
+        return None, f"{about}: no pick (no run had that setting)"
+    if pick is None:
+        return None, f"{about}: no pick (no setting found a case or gave an alert)"
+    setting = pick["best_f1"]
+    figures = next(r["detectors"][detector] for r in points if r["setting"] == setting)
+    return setting, (f"{about}: best F1 {figures['f1']} of {len(points)} settings; precision "
+                     f"{_with_ci(figures, 'precision')}, recall {_with_ci(figures, 'recall')}, "
+                     f"median delay {figures['delay_hours_median']} h")
+
+
 def write_report(results: dict, out_dir: Path, command: str) -> None:
     """accuracy.md with tables and recommendations, and PNG plots next to it."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# Accuracy against ground truth", "", f"`{command}`", "",
-             f"Scenario: {results['parcels']:,} parcels over {results['days']:g} days, seed "
-             f"{results['seed']}; ground truth: {results['truth']}.", "",
-             PATHS[results.get("path", "replay")], ""]
+    lines = ["# Accuracy against ground truth", "", f"`{command}`", "", _source(results), "",
+             PATHS["files" if "inputs" in results else results.get("path", "replay")], "",
+             INTERVALS, ""]
     lines += _defaults_section(results["runs"][0]["detectors"], out_dir)
     picks = recommend(results)
-    for sweep, detector in SWEPT_DETECTOR.items():
-        points = [r for r in results["runs"] if r["sweep"] == sweep]
+    for sweep in results["sweeps"]:
+        points = [r for r in results["runs"] if r["sweep"] == sweep["name"]]
         if points:
-            lines += _sweep_section(sweep, detector, points, picks.get(sweep), out_dir)
+            lines += _sweep_section(sweep, points, picks.get(sweep["name"]), out_dir)
     (out_dir / "accuracy.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 PATHS = {
     "replay": "Each run is `replay` over the scenario written to JSON Lines files.",
+    "files": "Each run is `replay` over the input files.",
     "kafka": "Each run is `run --from-beginning --exit-at-end` over the scenario produced once "
              "to Kafka, writing to output topics of its own; its alerts are read back from "
              "its alerts topic.",
 }
+INTERVALS = ("Precision and recall are followed by their 95% interval, [low, high]: the "
+             "percentile bootstrap over 1000 resamples (fixed seed) of the alerts (found and "
+             "false alarms) for precision and of the true cases (found and missed) for "
+             "recall; none under 2 of them. A narrow interval says the figure would hold on "
+             "another sample of the same kind; a wide one, that there were few cases.")
 MARKERS = "os^Dv<>PX*"
-FEW_CASES = 30  # a setting's delays drawn one by one when it found at most this many
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _source(results: dict) -> str:
+    """What was scored: the generated scenario, or the analyst's files."""
+    truth = ", ".join(f"{kind} {n}" for kind, n in results["truth"].items() if n is not None)
+    if "inputs" not in results:
+        return (f"Scenario: {results['parcels']:,} parcels over {results['days']:g} days, seed "
+                f"{results['seed']}; ground truth: {truth}.")
+    text = (f"Inputs: `{results['inputs']}` ({', '.join(results['input_files'])}); ground "
+            f"truth: `{results['truth_file']}` ({truth}).")
+    if results["sweeps_left_out"]:
+        text += (" Sweeps left out, the truth having no case of their detector: "
+                 f"{', '.join(results['sweeps_left_out'])}.")
+    return text
 
 
 def _label(setting: dict) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in setting.items())
 
 
+def _with_ci(figures: dict, name: str) -> str:
+    """A figure with its interval: `0.95 [0.91, 0.98]`."""
+    ci = figures[f"{name}_ci"]
+    return f"{figures[name]}" if ci is None else f"{figures[name]} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
 def _defaults_section(defaults: dict, out_dir: Path) -> list[str]:
-    """The table at the default thresholds and the histogram of each detector's delays."""
+    """The table at the default thresholds and the CDF of each detector's delays."""
     lines = ["## Default thresholds", "",
              "| detector | found | false alarms | missed | precision | recall | F1 | "
              "median delay (h) | p90 delay (h) |", "|---|---|---|---|---|---|---|---|---|"]
     for detector, f in defaults.items():
         lines.append(f"| {detector} | {f['found']} | {f['false_alarms']} | {f['missed']} | "
-                     f"{f['precision']} | {f['recall']} | {f['f1']} | "
+                     f"{_with_ci(f, 'precision')} | {_with_ci(f, 'recall')} | {f['f1']} | "
                      f"{f['delay_hours_median']} | {f['delay_hours_p90']} |")
     exact = [kind for kind in MERCHANT_SIDE if kind in defaults]
     if exact:
@@ -485,41 +418,47 @@ def _defaults_section(defaults: dict, out_dir: Path) -> list[str]:
                       f"{kind} {defaults[kind]['resolved']} of "
                       f"{defaults[kind]['resolved_expected']} RESOLVED at their time, "
                       f"{defaults[kind]['resolved_wrong']} wrong" for kind in exact) + "."]
-    plt = pyplot()
-    figure, axes = plt.subplots(1, len(DETECTORS), figsize=(14, 3))
-    for ax, detector in zip(axes, DETECTORS, strict=True):
-        ax.hist(defaults[detector]["delays_hours"] or [0], bins=20)
-        ax.set(title=detector, xlabel="detection delay (h)")
-    figure.tight_layout()
-    save(figure, out_dir / "delays.png", dpi=100)
-    lines += ["", "WEATHER_DELAY_CLUSTER's false alarms are clusters that match no injected "
-              "storm. The scenario's background delays (stalls, failed deliveries retried the "
-              "next day) can make them: five or more delayed parcels within the radius and the "
-              "window are a cluster by the contract's definition, so they are not detector "
-              "errors but what the thresholds let through. ROUTE_DAMAGE_RATE counts a flagged "
-              "route as found when its true damage rate is above the threshold.", "",
-              "![detection delay at the defaults](delays.png)", ""]
-    return lines
+    if "WEATHER_DELAY_CLUSTER" in defaults:
+        lines += ["", "WEATHER_DELAY_CLUSTER's false alarms are clusters that match no injected "
+                  "storm. The scenario's background delays (stalls, failed deliveries retried "
+                  "the next day) can make them: five or more delayed parcels within the radius "
+                  "and the window are a cluster by the contract's definition, so they are not "
+                  "detector errors but what the thresholds let through."]
+    if "ROUTE_DAMAGE_RATE" in defaults:
+        lines += ["", "ROUTE_DAMAGE_RATE counts a flagged route as found when its true damage "
+                  "rate is above the threshold."]
+    drawn = [detector for detector in defaults if detector not in EXACT]
+    if drawn:
+        _plot_default_delays({d: defaults[d]["delays_hours"] for d in drawn},
+                             out_dir / "delays.png")
+        lines += ["", "Detection delay at the defaults: per detector, the empirical CDF of its "
+                  "delays (x: hours; y: the share of the cases it found that it had reported "
+                  "by then; n: cases found). The exactly scored types are left out (delay 0).",
+                  "", "![detection delay at the defaults](delays.png)"]
+    return [*lines, ""]
 
 
-def _sweep_section(sweep: str, detector: str, points: list[dict], pick: dict | None,
+def _sweep_section(sweep: dict, points: list[dict], pick: dict | None,
                    out_dir: Path) -> list[str]:
     """A sweep's table, its two plots and the settings to pick."""
-    slug = sweep.split(" ")[0]
-    lines = [f"## Sweep: {sweep} ({detector})", "", SWEEP_NOTES[sweep], "",
+    name, detector = sweep["name"], sweep["detector"]
+    slug = name.split(" ")[0]
+    lines = [f"## Sweep: {name} ({detector})", "", sweep["note"], "",
              "| setting | precision | recall | F1 | median delay (h) | p90 delay (h) |",
              "|---|---|---|---|---|---|"]
     for r in points:
         f = r["detectors"][detector]
-        lines.append(f"| {_label(r['setting'])} | {f['precision']} | {f['recall']} | "
-                     f"{f['f1']} | {f['delay_hours_median']} | {f['delay_hours_p90']} |")
-    _plot_precision_recall(sweep, detector, points, out_dir / f"sweep-{slug}.png")
-    _plot_delays(sweep, detector, points, out_dir / f"delays-{slug}.png")
+        lines.append(f"| {_label(r['setting'])} | {_with_ci(f, 'precision')} | "
+                     f"{_with_ci(f, 'recall')} | {f['f1']} | {f['delay_hours_median']} | "
+                     f"{f['delay_hours_p90']} |")
+    _plot_precision_recall(name, detector, points, out_dir / f"sweep-{slug}.png")
+    _plot_delays(name, detector, points, out_dir / f"delays-{slug}.png")
     lines += ["", f"![precision against recall](sweep-{slug}.png)", "",
-              f"Detection delay by setting: {detector}'s delay in hours for each case found, "
-              "one row per setting (box: median and quartiles, whiskers to 1.5 × IQR; n: cases "
-              f"found, each drawn as a dot when at most {FEW_CASES}).",
-              "", f"![detection delay by setting](delays-{slug}.png)", ""]
+              f"Detection delay by setting: the empirical CDF of {detector}'s delays, one step "
+              "line per setting (x: hours; y: the share of the cases that setting found that it "
+              "had reported by then; n: cases found). A line to the left reports sooner; "
+              "compare n and recall too, since a setting that finds only the easy cases can "
+              "look fast.", "", f"![detection delay by setting](delays-{slug}.png)", ""]
     if pick is not None:
         for group, choice in pick.get("within", {"": pick}).items():
             lines += [f"Pick{f' within {group}' if group else ''}: best F1 at "
@@ -552,59 +491,143 @@ def _plot_precision_recall(sweep: str, detector: str, points: list[dict], path: 
     save(figure, path, dpi=100)
 
 
+def _ecdf(ax, hours: list[float], label: str, n: int = 0) -> None:
+    """One step line of the share of cases reported within x hours; a setting that found
+    none keeps its place in the legend."""
+    style = {"color": f"C{n % 10}", "linestyle": LINESTYLES[n // 10 % len(LINESTYLES)]}
+    if hours:
+        ax.ecdf(hours, label=f"{label} (n={len(hours)})", **style)
+    else:
+        ax.plot([], [], label=f"{label} (n=0, none found)", **style)
+
+
 def _plot_delays(sweep: str, detector: str, points: list[dict], path: Path) -> None:
-    """A box of the swept detector's detection delays per setting: how long each setting
-    takes to report the cases it finds, beyond the single median in the table."""
-    delays = [r["detectors"][detector]["delays_hours"] for r in points]
-    labels = [f"{_label(r['setting'])} (n={len(d)})"
-              for r, d in zip(points, delays, strict=True)]
+    """The empirical CDF of the swept detector's detection delays per setting: how soon each
+    setting reports the cases it finds, the whole distribution and not one median."""
     plt = pyplot()
-    figure, ax = plt.subplots(figsize=(10, 1.5 + 0.45 * len(points)), layout="constrained")
-    ax.boxplot(delays, orientation="horizontal", tick_labels=labels)
-    for row, hours in enumerate(delays, 1):  # a box of a few cases says little: show them
-        if len(hours) <= FEW_CASES:
-            ax.scatter(hours, [row] * len(hours), s=12, color="grey", alpha=0.6, zorder=3)
-    ax.invert_yaxis()  # the first setting on top, in the table's order
-    ax.tick_params(axis="y", labelsize=9)
-    ax.set(xlabel="detection delay (h)")
+    figure, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
+    for n, r in enumerate(points):
+        _ecdf(ax, r["detectors"][detector]["delays_hours"], _label(r["setting"]), n)
+    ax.set(xlabel="detection delay (h)", ylabel="share of the cases found", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=9, frameon=False)
     figure.suptitle(f"Detection delay by setting: {detector}, {sweep}")
     save(figure, path, dpi=100)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parcels", type=int, default=20_000)
-    parser.add_argument("--days", type=float, default=30)
-    parser.add_argument("--seed", type=int, default=7)
+def _plot_default_delays(delays: dict[str, list[float]], path: Path) -> None:
+    """One panel per detector: the empirical CDF of its delays at the defaults."""
+    columns = min(3, len(delays))
+    rows = math.ceil(len(delays) / columns)
+    plt = pyplot()
+    figure, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.2 * rows),
+                                squeeze=False, layout="constrained")
+    for ax, (detector, hours) in zip(axes.flat, delays.items(), strict=False):
+        _ecdf(ax, hours, "defaults")
+        ax.set(title=detector, xlabel="detection delay (h)", ylabel="share of the cases found",
+               ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    for ax in list(axes.flat)[len(delays):]:
+        ax.set_visible(False)
+    save(figure, path, dpi=100)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    generated = parser.add_argument_group("the generated scenario (the default)")
+    generated.add_argument("--parcels", type=int, help="default 20000")
+    generated.add_argument("--days", type=float, help="default 30")
+    generated.add_argument("--seed", type=int, help="default 7")
+    generated.add_argument("--kafka", action="store_true",
+                           help="run each setting through Kafka (`run`) on the embedded broker")
+    generated.add_argument("--outage", action="store_true",
+                           help="the scenario with a carrier's 4-day outage and its backfill; "
+                                "the defaults only, no sweeps")
+    generated.add_argument("--backfill", action="store_true",
+                           help="a second scenario (a tenth as many parcels more) read days "
+                                "behind the watermark, claims with it; the defaults only")
+    generated.add_argument("--without-merchant-side", action="store_true",
+                           help="scans, claims and weather only (no shipments or merchant "
+                                "actions): the scenario of the figures before 0.5")
+    generated.add_argument("--write-truth", type=Path, metavar="FILE",
+                           help="also write the scenario's truth here, as a truth file")
+    own = parser.add_argument_group("your own labelled data (docs/accuracy.md)")
+    own.add_argument("--inputs", type=Path, metavar="DIR",
+                     help="scans.jsonl and any of disputes.jsonl, weather.jsonl, "
+                          "shipments.jsonl, merchant-actions.jsonl, as `replay` reads them")
+    own.add_argument("--truth", type=Path, metavar="FILE", help="their truth file (JSON)")
+    parser.add_argument("--sweeps", type=Path, default=SWEEPS_FILE, metavar="FILE",
+                        help="the sweep grid (TOML; default benchmarks/sweeps.toml)")
     parser.add_argument("--quick", action="store_true", help="two points per sweep")
-    parser.add_argument("--kafka", action="store_true",
-                        help="run each setting through Kafka (`run`) on the embedded broker")
-    parser.add_argument("--outage", action="store_true",
-                        help="the scenario with a carrier's 4-day outage and its backfill; "
-                             "the defaults only, no sweeps")
-    parser.add_argument("--backfill", action="store_true",
-                        help="a second scenario (a tenth as many parcels more) read days "
-                             "behind the watermark, claims with it; the defaults only")
-    parser.add_argument("--without-merchant-side", action="store_true",
-                        help="scans, claims and weather only (no shipments or merchant "
-                             "actions): the scenario of the figures before 0.5")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--report", type=Path, help="write accuracy.md and plots here")
-    args = parser.parse_args()
-    command = (f"python -m benchmarks.accuracy --parcels {args.parcels} --days {args.days:g} "
-               f"--seed {args.seed}{' --quick' if args.quick else ''}"
-               f"{' --kafka' if args.kafka else ''}{' --outage' if args.outage else ''}"
-               f"{' --backfill' if args.backfill else ''}"
-               f"{' --without-merchant-side' if args.without_merchant_side else ''}")
+    parser.add_argument("--recommend", type=Path, metavar="FILE",
+                        help="write the recommended thresholds here (TOML, for --config)")
+    return parser
+
+
+GENERATOR_ONLY = ("parcels", "days", "seed", "kafka", "outage", "backfill",
+                  "without_merchant_side", "write_truth")
+
+
+def _checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (args.inputs is None) != (args.truth is None):
+        parser.error("--inputs DIR and --truth FILE go together")
+    if args.inputs is not None:
+        given = [name for name in GENERATOR_ONLY if getattr(args, name) not in (None, False)]
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} is for the generated scenario, "
+                         "not --inputs")
+    else:
+        args.parcels = 20_000 if args.parcels is None else args.parcels
+        args.days = 30 if args.days is None else args.days
+        args.seed = 7 if args.seed is None else args.seed
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that gives these figures again (outputs left out)."""
+    words = ["python -m benchmarks.accuracy"]
+    if args.inputs is not None:
+        words += [f"--inputs {args.inputs}", f"--truth {args.truth}"]
+    else:
+        words += [f"--parcels {args.parcels}", f"--days {args.days:g}", f"--seed {args.seed}"]
+    if args.sweeps != SWEEPS_FILE:
+        words.append(f"--sweeps {args.sweeps}")
+    words += [f"--{name.replace('_', '-')}" for name in
+              ("quick", "kafka", "outage", "backfill", "without_merchant_side")
+              if getattr(args, name)]
+    return " ".join(words)
+
+
+def _measured(args: argparse.Namespace) -> dict:
+    sweeps = load_sweeps(args.sweeps)
+    if args.inputs is not None:
+        return measure_files(args.inputs, args.truth, sweeps, quick=args.quick)
     untidy = args.outage or args.backfill
-    sweeps = {} if untidy else QUICK_SWEEPS if args.quick else SWEEPS
-    results = measure(args.parcels, args.days, args.seed, sweeps, kafka=args.kafka,
-                      outage=DEFAULT_OUTAGE if args.outage else None,
-                      backfill=DEFAULT_BACKFILL if args.backfill else None,
-                      merchant=None if args.without_merchant_side else DEFAULT_MERCHANT)
+    return measure(args.parcels, args.days, args.seed, [] if untidy else sweeps,
+                   quick=args.quick, kafka=args.kafka,
+                   outage=DEFAULT_OUTAGE if args.outage else None,
+                   backfill=DEFAULT_BACKFILL if args.backfill else None,
+                   merchant=None if args.without_merchant_side else DEFAULT_MERCHANT,
+                   truth_file=args.write_truth)
+
+
+def main() -> None:
+    parser = _parser()
+    args = parser.parse_args()
+    _checked(parser, args)
+    command = _command(args)
+    try:
+        results = _measured(args)
+    except ConfigError as exc:
+        print(f"benchmarks.accuracy: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     results["recommended"] = recommend(results)
     if args.report:
         write_report(results, args.report, command)
+    if args.recommend:
+        write_recommended(results, args.recommend, command)
     report("accuracy", command, results, args.json)
 
 

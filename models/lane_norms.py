@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from models.settings import MINUTE_MS, Thresholds
 
 GAMMA = 1.02                    # a bin's upper edge over its lower one
@@ -25,6 +27,8 @@ LOG_GAMMA = math.log(GAMMA)
 BASE_MS = MINUTE_MS             # waits shorter than this share bin 0
 MAX_BIN = 600                   # about 54 days: longer waits share the last bin
 TABLES_KEPT = 8                 # days of norms kept: a wait is judged within days of its start
+BIN_BITS = 10                   # a (leg, bin) key: leg id << BIN_BITS | bin
+BIN_MASK = (1 << BIN_BITS) - 1
 
 Leg = tuple[str, str, str]      # (carrier, hub_id, scan_type)
 
@@ -82,63 +86,90 @@ class Norm(NamedTuple):
 
 
 class LaneNorms:
-    """Every leg's waits by local day, and the norms fixed at each midnight."""
+    """Every leg's waits by local day, and the norms fixed at each midnight.
+
+    A day's counts arrive as dicts while the day is read, and are packed at the next
+    refresh into two sorted arrays: a key per (leg, bin) and its count, 12 bytes an
+    occupied bin. A refresh adds the history's days up and reads every leg's quantile at
+    once with numpy, so its cost follows the occupied bins, not the number of legs times
+    the bins."""
 
     def __init__(self, thresholds: Thresholds, zone: str):
         self.quantile = thresholds.lane_quantile
         self.history = thresholds.lane_history_days
         self.min_samples = thresholds.lane_min_samples
         self.days = LocalDays(zone)
-        self.counts: dict[int, dict[Leg, dict[int, int]]] = {}  # day -> leg -> bin -> waits
-        self.tables: dict[int, dict[Leg, Norm]] = {}            # day -> leg -> its norm
+        self.leg_ids: dict[Leg, int] = {}
+        self.legs: list[Leg] = []
+        self.open: dict[int, dict[int, int]] = {}     # day -> leg id << BIN_BITS | bin -> waits
+        self.packed: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # day -> (keys, counts)
+        self.tables: dict[int, dict[int, Norm]] = {}  # day -> leg id -> its norm
 
     def learn(self, day: int, legs: dict[Leg, dict[int, int]]) -> None:
         """Waits that ended on `day`, by leg and bin."""
-        known = self.counts.setdefault(day, {})
+        counts = self.open.setdefault(day, {})
         for leg, bins in legs.items():
-            mine = known.get(leg)
-            if mine is None:
-                known[leg] = dict(bins)
-                continue
+            base = self._id(leg) << BIN_BITS
             for b, n in bins.items():
-                mine[b] = mine.get(b, 0) + n
+                key = base | b
+                counts[key] = counts.get(key, 0) + n
 
     def refresh(self, day: int) -> None:
         """Fix the norms of `day` from the waits that ended in the days before it."""
-        merged: dict[Leg, dict[int, int]] = {}
-        for past in range(day - self.history, day):
-            for leg, bins in self.counts.get(past, {}).items():
-                mine = merged.setdefault(leg, {})
-                for b, n in bins.items():
-                    mine[b] = mine.get(b, 0) + n
-        table = {}
-        for leg, bins in merged.items():
-            samples = sum(bins.values())
-            if samples >= self.min_samples:
-                table[leg] = Norm(bin_value(_rank_bin(bins, samples, self.quantile)), samples)
+        for old in [d for d in (*self.open, *self.packed) if d < day - self.history]:
+            self.open.pop(old, None)
+            self.packed.pop(old, None)
+        history = [self._pack(d) for d in range(day - self.history, day)]
+        history = [days for days in history if days is not None]
+        table: dict[int, Norm] = {}
+        if history:
+            keys, counts = _summed(history)
+            counts = counts.astype(np.int64)
+            legs = keys >> BIN_BITS
+            starts = np.flatnonzero(np.r_[True, legs[1:] != legs[:-1]])
+            samples = np.add.reduceat(counts, starts)
+            enough = samples >= self.min_samples
+            running = np.cumsum(counts)
+            before = running[starts] - counts[starts]
+            ranks = np.maximum(1, np.ceil(np.round(self.quantile * samples, 9))).astype(np.int64)
+            at = np.searchsorted(running, before + ranks)  # the first bin that reaches it
+            for leg, b, n in zip(legs[starts][enough].tolist(),
+                                 (keys[at] & BIN_MASK)[enough].tolist(),
+                                 samples[enough].tolist(), strict=True):
+                table[leg] = Norm(bin_value(b), n)
         self.tables[day] = table
-        for old in [d for d in self.counts if d < day - self.history]:
-            del self.counts[old]
         for old in [d for d in self.tables if d <= day - TABLES_KEPT]:
             del self.tables[old]
 
     def norm(self, leg: Leg, ts: int) -> Norm | None:
         """The norm of `leg` for a wait that began at `ts` (None: not enough history)."""
         table = self.tables.get(self.days.day_of(ts))
-        return None if table is None else table.get(leg)
+        leg_id = self.leg_ids.get(leg)
+        return None if table is None or leg_id is None else table.get(leg_id)
 
-    def legs_counted(self) -> int:
-        return len({leg for legs in self.counts.values() for leg in legs})
+    def _id(self, leg: Leg) -> int:
+        leg_id = self.leg_ids.get(leg)
+        if leg_id is None:
+            leg_id = self.leg_ids[leg] = len(self.legs)
+            self.legs.append(leg)
+        return leg_id
+
+    def _pack(self, day: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The day's counts as sorted arrays, with what arrived since they were packed."""
+        counts = self.open.pop(day, None)
+        packed = self.packed.get(day)
+        if counts:
+            arrived = (np.fromiter(counts.keys(), np.int64, len(counts)),
+                       np.fromiter(counts.values(), np.int64, len(counts)))
+            packed = _summed([arrived] if packed is None else [packed, arrived])
+            self.packed[day] = packed
+        return packed
 
 
-def _rank_bin(bins: dict[int, int], samples: int, quantile: float) -> int:
-    """The bin holding the wait at 1-based rank ceil(quantile x samples) (the inverted-CDF
-    quantile)."""
-    rank = max(1, math.ceil(round(quantile * samples, 9)))
-    seen = 0
-    for b in sorted(bins):
-        seen += bins[b]
-        if seen >= rank:
-            return b
-    return max(bins)
-
+def _summed(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Counts by key, added up over `parts`: sorted keys (int64), counts (uint32)."""
+    keys = np.concatenate([k for k, _ in parts])
+    counts = np.concatenate([c for _, c in parts]).astype(np.int64)
+    unique, where = np.unique(keys, return_inverse=True)
+    return unique, np.bincount(where.ravel(), weights=counts,
+                               minlength=len(unique)).astype(np.uint32)

@@ -22,6 +22,7 @@ from models.events import SCAN_TYPES, Scan
 from models.lane_norms import LocalDays, bin_of
 from models.messages import DwellCandidate, DwellEnd, LegWaits
 from models.parcels import ACTIVE, NO_TIMER, STALLED
+from models.settings import HOUR_MS
 
 
 class DwellWatch(Detector):
@@ -33,8 +34,9 @@ class DwellWatch(Detector):
         super().__init__(thresholds, parcels, zone)
         self.min_ms = thresholds.lane_min_ms
         self.days = LocalDays(zone)
-        # (carrier, hub, scan type codes, day, bin) -> waits, until the next watermark
+        # (carrier, hub, scan type codes, day, bin) -> waits, until they are handed over
         self.waits: dict[tuple[int, int, int, int, int], int] = {}
+        self.handed_hour = 0  # the hour of event time they were last handed over in
 
     def on_scan(self, row: int, scan: Scan, hub: int, prior: Prior, out: list) -> None:
         status, last, ts = prior.status, prior.ts, scan.ts
@@ -71,14 +73,35 @@ class DwellWatch(Detector):
         self.parcels.dwell_asked[row] = 0
 
     def on_watermark(self, watermark: int, out: list) -> None:
-        """The waits counted since the last watermark, one message per day they ended on."""
+        """The waits counted so far, once an hour of event time: a leg's waits add up in
+        one count, and the global step needs a day's only by the next midnight (they are
+        handed over, in the shard's output, before its watermark passes it)."""
+        hour = watermark // HOUR_MS
+        if hour > self.handed_hour:
+            self.handed_hour = hour
+            self._hand_over(out)
+
+    def flush(self, out: list) -> None:
+        self._hand_over(out)
+
+    def _hand_over(self, out: list) -> None:
+        """One message per day the waits ended on."""
         if not self.waits:
             return
         text = self.parcels.text
         by_day: dict[int, dict] = {}
+        names: dict[tuple[int, int, int], tuple] = {}  # each leg named once
         for (carrier, hub, scan_type, day, b), n in self.waits.items():
-            legs = by_day.setdefault(day, {})
-            bins = legs.setdefault((text(carrier), text(hub), SCAN_TYPES[scan_type]), {})
+            codes = (carrier, hub, scan_type)
+            leg = names.get(codes)
+            if leg is None:
+                leg = names[codes] = (text(carrier), text(hub), SCAN_TYPES[scan_type])
+            legs = by_day.get(day)
+            if legs is None:
+                legs = by_day[day] = {}
+            bins = legs.get(leg)
+            if bins is None:
+                bins = legs[leg] = {}
             bins[b] = bins.get(b, 0) + n
         self.waits = {}
         for day in sorted(by_day):
