@@ -45,7 +45,7 @@ def measure(legs: int, waits_per_day: int, seed: int = 7) -> dict:
     occupied = sum(len(keys) for keys, _ in norms.packed.values())
     return {
         "legs": legs, "waits_per_day": waits_per_day, "days": days_learned,
-        "legs_with_a_norm": len(norms.tables[max(norms.tables)]),
+        "legs_with_a_norm": len(norms.tables[max(norms.tables)][0]),
         "bytes_per_leg": round(held / legs),
         "occupied_bins_per_leg_day": round(occupied / (legs * len(norms.packed)), 1),
         "shard_count_ns_per_wait": round(timed["count_s"] / total * 1e9),

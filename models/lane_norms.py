@@ -26,7 +26,12 @@ GAMMA = 1.02                    # a bin's upper edge over its lower one
 LOG_GAMMA = math.log(GAMMA)
 BASE_MS = MINUTE_MS             # waits shorter than this share bin 0
 MAX_BIN = 600                   # about 54 days: longer waits share the last bin
-TABLES_KEPT = 8                 # days of norms kept: a wait is judged within days of its start
+# Days of norms kept: a silence read late (a backfill weeks behind) is judged by the norm of
+# the day it began. 20 bytes a leg a day.
+TABLES_KEPT = 32
+# Waits are kept this many days past the history, so a norm can be refixed when waits of its
+# history are read up to a week late.
+REFIX_DAYS = 7
 BIN_BITS = 10                   # a (leg, bin) key: leg id << BIN_BITS | bin
 BIN_MASK = (1 << BIN_BITS) - 1
 
@@ -103,11 +108,16 @@ class LaneNorms:
         self.legs: list[Leg] = []
         self.open: dict[int, dict[int, int]] = {}     # day -> leg id << BIN_BITS | bin -> waits
         self.packed: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # day -> (keys, counts)
-        self.tables: dict[int, dict[int, Norm]] = {}  # day -> leg id -> its norm
+        # day -> (leg ids with a norm, sorted; their quantiles; their samples)
+        self.tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.stale: set[int] = set()  # days whose history got waits read after it was fixed
 
     def learn(self, day: int, legs: dict[Leg, dict[int, int]]) -> None:
         """Waits that ended on `day`, by leg and bin."""
         counts = self.open.setdefault(day, {})
+        # Waits read late (a feed's backfill): the norms fixed from that day are refixed
+        # when next asked for, so a silence judged later counts them as if read in time.
+        self.stale.update(d for d in self.tables if day < d <= day + self.history)
         for leg, bins in legs.items():
             base = self._id(leg) << BIN_BITS
             for b, n in bins.items():
@@ -116,12 +126,14 @@ class LaneNorms:
 
     def refresh(self, day: int) -> None:
         """Fix the norms of `day` from the waits that ended in the days before it."""
-        for old in [d for d in (*self.open, *self.packed) if d < day - self.history]:
-            self.open.pop(old, None)
-            self.packed.pop(old, None)
+        if day >= max(self.tables, default=day):  # a midnight, not a refix
+            for old in [d for d in (*self.open, *self.packed)
+                        if d < day - self.history - REFIX_DAYS]:
+                self.open.pop(old, None)
+                self.packed.pop(old, None)
         history = [self._pack(d) for d in range(day - self.history, day)]
         history = [days for days in history if days is not None]
-        table: dict[int, Norm] = {}
+        table = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
         if history:
             keys, counts = _summed(history)
             counts = counts.astype(np.int64)
@@ -133,19 +145,31 @@ class LaneNorms:
             before = running[starts] - counts[starts]
             ranks = np.maximum(1, np.ceil(np.round(self.quantile * samples, 9))).astype(np.int64)
             at = np.searchsorted(running, before + ranks)  # the first bin that reaches it
-            for leg, b, n in zip(legs[starts][enough].tolist(),
-                                 (keys[at] & BIN_MASK)[enough].tolist(),
-                                 samples[enough].tolist(), strict=True):
-                table[leg] = Norm(bin_value(b), n)
+            bins = (keys[at] & BIN_MASK)[enough]
+            table = (legs[starts][enough], np.round(BASE_MS * GAMMA ** (bins + 0.5)).astype(
+                np.int64), samples[enough].astype(np.int64))
         self.tables[day] = table
+        self.stale.discard(day)
         for old in [d for d in self.tables if d <= day - TABLES_KEPT]:
             del self.tables[old]
 
     def norm(self, leg: Leg, ts: int) -> Norm | None:
         """The norm of `leg` for a wait that began at `ts` (None: not enough history)."""
-        table = self.tables.get(self.days.day_of(ts))
+        day = self.days.day_of(ts)
+        if day in self.stale:
+            latest = max(self.tables)
+            if day >= latest - REFIX_DAYS:  # its history's counts are still kept
+                self.refresh(day)
+            self.stale.discard(day)
+        table = self.tables.get(day)
         leg_id = self.leg_ids.get(leg)
-        return None if table is None or leg_id is None else table.get(leg_id)
+        if table is None or leg_id is None:
+            return None
+        ids, quantiles, samples = table
+        at = int(np.searchsorted(ids, leg_id))
+        if at == len(ids) or ids[at] != leg_id:
+            return None
+        return Norm(int(quantiles[at]), int(samples[at]))
 
     def _id(self, leg: Leg) -> int:
         leg_id = self.leg_ids.get(leg)

@@ -282,3 +282,23 @@ def test_a_cluster_must_stand_out_of_the_traffic_it_sits_in(traffic, clustered):
     assert bool(found) is clustered
     if clustered:
         assert 0.05 <= found[0].details["share"] < 1
+
+
+def test_waits_read_late_refix_the_norm_a_later_silence_is_judged_by():
+    """A carrier's day of history arrives as a backfill, after the global step fixed the
+    next day's norms without it: the silence read with it is judged as if read in time."""
+    rng = random.Random(9)
+    day2 = T0 + DAY_MS
+    hist = history(150, T0, (1, 3), rng)
+    parcel = [scan("X1", day2 + 3 * H, "PICKUP", hub="HZ0"), scan("X1", day2 + 6 * H, "ARRIVE"),
+              scan("X1", day2 + 36 * H, "DEPART")]
+    others = [scan(f"Y{n}", T0 + n * 30 * M, "PICKUP", carrier="JD", hub="BJ")
+              for n in range(4 * 48)]
+    tidy = Pipeline(lane_min_samples=100)
+    run_days(tidy, hist + parcel + others, day2 + 50 * H)
+    late = Pipeline(lane_min_samples=100)
+    run_days(late, others[:48 + 20], day2 + 10 * H)  # event time passes day 2's midnight
+    late.feed(sorted(hist + parcel[:2], key=lambda s: s.ts), day2 + 11 * H)  # read late
+    run_days(late, parcel[2:] + others[48 + 20:], day2 + 50 * H)
+    assert tidy.dwell() == late.dwell() == [("X1", "FIRING", day2 + 18 * H),
+                                             ("X1", "RESOLVED", day2 + 36 * H)]
