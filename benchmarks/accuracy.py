@@ -560,6 +560,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweeps", type=Path, default=SWEEPS_FILE, metavar="FILE",
                         help="the sweep grid (TOML; default benchmarks/sweeps.toml)")
     parser.add_argument("--quick", action="store_true", help="two points per sweep")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="the default thresholds only, no sweeps")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--report", type=Path, help="write accuracy.md and plots here")
     parser.add_argument("--recommend", type=Path, metavar="FILE",
@@ -595,13 +597,14 @@ def _command(args: argparse.Namespace) -> str:
     if args.sweeps != SWEEPS_FILE:
         words.append(f"--sweeps {args.sweeps}")
     words += [f"--{name.replace('_', '-')}" for name in
-              ("quick", "kafka", "outage", "backfill", "without_merchant_side")
+              ("quick", "defaults_only", "kafka", "outage", "backfill",
+               "without_merchant_side")
               if getattr(args, name)]
     return " ".join(words)
 
 
 def _measured(args: argparse.Namespace) -> dict:
-    sweeps = load_sweeps(args.sweeps)
+    sweeps = [] if args.defaults_only else load_sweeps(args.sweeps)
     if args.inputs is not None:
         return measure_files(args.inputs, args.truth, sweeps, quick=args.quick)
     untidy = args.outage or args.backfill

@@ -3,6 +3,10 @@ one's own is refused for before any run."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from benchmarks import accuracy
@@ -85,3 +89,14 @@ def test_a_bad_grid_file_is_refused_with_its_reason(tmp_path, text, reason):
 def test_a_missing_grid_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="No such file"):
         load_sweeps(tmp_path / "none.toml")
+
+
+def test_defaults_only_runs_the_default_thresholds_and_no_sweep(tmp_path):
+    out = tmp_path / "figures.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.accuracy", "--parcels", "300",
+                           "--days", "5", "--defaults-only", "--json", out],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert [run["sweep"] for run in results["runs"]] == ["defaults"]
+    assert results["command"].endswith("--defaults-only")
