@@ -109,8 +109,7 @@ class Aggregate:
                 if type(item) is CarrierScans and item.settled_at is not None and (
                         self.reading is None or item.settled_at > self.reading):
                     self.reading = item.settled_at
-                self.seq += 1
-                heapq.heappush(self.heap, (self._due(item), self.seq, item))
+                self._schedule(self._due(item), item)
         marks = list(self.marks.values())
         if None not in marks:
             self._advance(min(marks), out)
@@ -138,8 +137,7 @@ class Aggregate:
             if type(detection) is Detection:
                 ends = self.answers.opened(detection, self.reading)
                 if ends is not None:
-                    self.seq += 1
-                    heapq.heappush(self.heap, (ends.judge_at, AFTER_TIES + self.seq, ends))
+                    self._schedule(ends.judge_at, ends, after_ties=True)
 
     def _flush_waits(self, out: list) -> None:
         """Every input is finished: waits held for answers read late are judged now."""
@@ -236,8 +234,7 @@ class Aggregate:
 
     def _wait_for_releases(self) -> None:
         for release_at in self.feeds.take_releases():
-            self.seq += 1
-            heapq.heappush(self.heap, (release_at, self.seq, FeedBack(release_at)))
+            self._schedule(release_at, FeedBack(release_at))
 
     def _on_feed_back(self, item: FeedBack, out: list) -> None:
         for onset in self.feeds.release(item.release_at, out):

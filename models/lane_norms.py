@@ -45,9 +45,10 @@ def bin_of(ms: int) -> int:
     return min(MAX_BIN, int(math.log(ms / BASE_MS) / LOG_GAMMA))
 
 
-def bin_value(b: int) -> int:
-    """A bin's value: its geometric middle (within 1% of anything in it)."""
-    return round(BASE_MS * GAMMA ** (b + 0.5))
+def bin_value(b):
+    """A bin's value (or each of an array's): its geometric middle, within 1% of anything
+    in it."""
+    return np.round(BASE_MS * GAMMA ** (np.asarray(b) + 0.5)).astype(np.int64)
 
 
 class LocalDays:
@@ -146,8 +147,7 @@ class LaneNorms:
             ranks = np.maximum(1, np.ceil(np.round(self.quantile * samples, 9))).astype(np.int64)
             at = np.searchsorted(running, before + ranks)  # the first bin that reaches it
             bins = (keys[at] & BIN_MASK)[enough]
-            table = (legs[starts][enough], np.round(BASE_MS * GAMMA ** (bins + 0.5)).astype(
-                np.int64), samples[enough].astype(np.int64))
+            table = (legs[starts][enough], bin_value(bins), samples[enough].astype(np.int64))
         self.tables[day] = table
         self.stale.discard(day)
         for old in [d for d in self.tables if d <= day - TABLES_KEPT]:

@@ -3,7 +3,7 @@
 Every scan that moves a parcel's trip on (newer than its latest) ends a wait on the leg of
 the scan before it (carrier, hub, scan type): the wait is counted by the local day it ended
 on, in the leg's log-histogram (`models.lane_norms`), and the counts go to the global step
-at each watermark. A shard sees a slice of each leg's parcels, so only the global step,
+once an hour of event time. A shard sees a slice of each leg's parcels, so only the global step,
 which adds them up, knows a leg's norm, and it judges the silences: once a parcel has
 been silent for `lane_min_hours` (the soonest a DWELL_ANOMALY may fire) the shard hands it
 the silence as a candidate, and later the scan that ended it. A silence a newer scan
@@ -49,10 +49,11 @@ class DwellWatch(Detector):
         waits[key] = waits.get(key, 0) + 1
         if table.dwell_asked[row]:
             table.dwell_asked[row] = 0
-            out.append(DwellEnd(table.waybill(row), last, ts, scan.scan_type))
         elif ts - last > self.min_ms:  # revealed: the same two messages as in time
             out.append(self._candidate(row, last, prior.scan_type, prior.hub, prior.city))
-            out.append(DwellEnd(table.waybill(row), last, ts, scan.scan_type))
+        else:
+            return
+        out.append(DwellEnd(table.waybill(row), last, ts, scan.scan_type))
 
     def deadline(self, row: int) -> int:
         table = self.parcels
@@ -68,9 +69,6 @@ class DwellWatch(Detector):
             table.dwell_asked[row] = 1
             out.append(self._candidate(row, table.last_ts[row], table.last_type[row],
                                        table.hub[row], table.city[row]))
-
-    def on_free(self, row: int, gone_at: int, out: list) -> None:
-        self.parcels.dwell_asked[row] = 0
 
     def on_watermark(self, watermark: int, out: list) -> None:
         """The waits counted so far, once an hour of event time: a leg's waits add up in
